@@ -1,0 +1,1 @@
+"""GAN Art Studio: train a small GAN on your own paintings."""

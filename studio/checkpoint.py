@@ -1,0 +1,171 @@
+"""Checkpoints that survive crashes, and generator exports for sharing.
+
+A run folder holds `checkpoints/step-000001234.pt`, the newest few of them. Each file alone
+resumes training exactly: format version, config, step, images seen, G, D, G_ema, both
+optimizers, the augmentation controller and the RNG state. Files are written to a temporary name
+in the same folder, fsynced and renamed over (atomic on POSIX and Windows), so a crash or a full
+disk at any instant leaves the previous checkpoint whole. Loading uses `weights_only=True`: a
+checkpoint from a stranger cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ConfigError, TrainConfig
+from .models import build_generator
+from .numerics import Numerics, resolve_device
+from .trainer import Trainer
+
+CHECKPOINT_FORMAT = "gan-art-studio/checkpoint"
+GENERATOR_FORMAT = "gan-art-studio/generator"
+FORMAT_VERSION = 1
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be written or read; the message says which file and why."""
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def atomic_save(payload: dict, path: Path) -> None:
+    """torch.save to `path` so that readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write {path} ({error.strerror or error}); "
+                              "the previous checkpoint is untouched") from error
+    except BaseException:      # Ctrl-C or a serialisation error: no orphaned temporary file
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX only; Windows cannot open folders)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Path:
+    """Write the trainer's full state as the newest checkpoint; keep the newest `keep` (>= 1).
+
+    Checkpoints of later steps than the trainer's belong to a future that was abandoned (the run
+    resumed from an older file because they were damaged), so they go too."""
+    if keep < 1:
+        raise ValueError("keep at least one checkpoint")
+    folder = checkpoint_dir(run_dir)
+    path = folder / f"step-{trainer.step_count:09d}.pt"
+    payload = {"format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": trainer.config.to_dict(),
+               "numerics": trainer.numerics.to_dict(), **trainer.state_dict()}
+    atomic_save(payload, path)
+    steps = {p: _step_of(p) for p in list_checkpoints(run_dir)}
+    current = [p for p, step in steps.items() if step <= trainer.step_count]
+    abandoned = [p for p, step in steps.items() if step > trainer.step_count]
+    for old in current[:-keep] + abandoned:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _step_of(path: Path) -> int:
+    return int(_STEP_FILE.match(path.name).group(1))
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary files of interrupted writes are ignored)."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if _STEP_FILE.match(p.name)), key=_step_of)
+
+
+def _read(path: Path, expected_format: str | tuple[str, ...]) -> dict:
+    expected = (expected_format,) if isinstance(expected_format, str) else expected_format
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{path} does not exist") from error
+    except Exception as error:   # truncated zip, pickle refused by weights_only, not a torch file...
+        raise CheckpointError(f"{path} is damaged or not a checkpoint file") from error
+    if not isinstance(payload, dict) or payload.get("format") not in expected:
+        raise CheckpointError(f"{path} is not a GAN Art Studio file")
+    if payload.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer version of the studio; please upgrade")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return _read(Path(path), CHECKPOINT_FORMAT)
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict]:
+    """The newest checkpoint that loads, skipping damaged ones (newest first)."""
+    problems = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as error:
+            problems.append(str(error))
+    detail = f": {'; '.join(problems)}" if problems else ""
+    raise CheckpointError(f"no usable checkpoint in {checkpoint_dir(run_dir)}{detail}")
+
+
+def config_of(payload: dict) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(payload["config"])
+    except (KeyError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"the checkpoint's configuration is invalid: {error}") from error
+
+
+def restore_trainer(payload: dict, images: torch.Tensor, numerics: Numerics | None = None) -> Trainer:
+    """A trainer in exactly the state the checkpoint was saved in. By default it keeps the
+    checkpoint's numerics when the device is the same kind, so the run continues bit for bit."""
+    config = config_of(payload)
+    if numerics is None and "numerics" in payload:
+        saved = Numerics.from_dict(payload["numerics"])
+        if saved.device.type == resolve_device(config.device).type:
+            numerics = saved
+    trainer = Trainer(config, images, numerics)
+    trainer.load_state_dict(payload)
+    return trainer
+
+
+def export_generator(trainer: Trainer, path: str | Path) -> Path:
+    """G_ema and its config only: small, enough to render and explore, nothing to resume."""
+    path = Path(path)
+    atomic_save({"format": GENERATOR_FORMAT, "version": FORMAT_VERSION,
+                 "config": trainer.config.to_dict(), "G_ema": trainer.G_ema.state_dict()}, path)
+    return path
+
+
+def load_generator(source: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """An eval-mode G_ema from a generator export, a checkpoint, or a run folder (its newest
+    checkpoint)."""
+    source = Path(source)
+    if source.is_dir():
+        _, payload = latest_checkpoint(source)
+    else:
+        payload = _read(source, (CHECKPOINT_FORMAT, GENERATOR_FORMAT))
+    config = config_of(payload)
+    generator = build_generator(config)
+    generator.load_state_dict(payload["G_ema"])
+    return generator.to(device).eval().requires_grad_(False), config

@@ -1,0 +1,235 @@
+"""`python -m studio SUBCOMMAND`: the engine without the browser, for servers and GPUs.
+
+Every subcommand prints human lines first and, where a script may want the result, one JSON
+object last on stdout. Mistakes a user can make (a wrong path, a bad option, a damaged file) end
+with one sentence on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_generator
+from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
+from .data import DatasetError, IngestOptions, ingest
+from .render import grid_image, render_seeds, save_png, to_pil_images
+from .run import Budget, Cadence, RunError, TrainingRun
+from .trainer import StepStats
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError)
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    value = text.lstrip("#")
+    if len(value) != 6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a colour like #ffffff")
+    try:
+        return tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a colour like #ffffff") from None
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than zero")
+        return value
+    return parse
+
+
+# --------------------------------------------------------------------------------- ingest
+def add_ingest(commands) -> None:
+    p = commands.add_parser("ingest", help="validate and normalise paintings into a dataset folder")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="folders, zip files or image files")
+    p.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR")
+    p.add_argument("--res", type=_positive(int), default=256, help="stored square size in pixels (default 256)")
+    p.add_argument("--fit", choices=("crop", "pad"), default="crop",
+                   help="centre-crop to square, or pad to keep the whole painting (default crop)")
+    p.add_argument("--background", type=_colour, default=(255, 255, 255),
+                   help="colour behind transparent areas and padding, as #rrggbb (default #ffffff)")
+    p.set_defaults(run=run_ingest)
+
+
+def run_ingest(args) -> int:
+    options = IngestOptions(resolution=args.res, fit=args.fit, background=args.background)
+    report = ingest(args.sources, args.out, options, progress=_ingest_progress)
+    print(file=sys.stderr)
+    print(report.summary())
+    for rejection in report.rejected:
+        print(f"  rejected {rejection.file}: {rejection.reason}")
+    print(json.dumps(report.to_json()))
+    return 0
+
+
+def _ingest_progress(done: int, total: int, name: str) -> None:
+    print(f"\r  {done}/{total} {name[-50:]:<50}", end="", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------- train
+def add_train(commands) -> None:
+    p = commands.add_parser("train", help="train a GAN on a dataset folder")
+    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR")
+    p.add_argument("--res", type=_positive(int), default=64, help="training resolution, a power of two (default 64)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive(int), help="stop at this total step count")
+    budget.add_argument("--minutes", type=_positive(float), help="stop after this many minutes")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its newest checkpoint")
+    p.add_argument("--width", type=_positive(int), default=TrainConfig.width, help="model width multiplier")
+    p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size)
+    p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
+    p.add_argument("--no-augment", action="store_true", help="turn off DiffAugment and flips")
+    p.add_argument("--arch", choices=ARCHITECTURES, default=TrainConfig.architecture,
+                   help="fastgan (default) or the textbook dcgan, for comparisons")
+    p.add_argument("--z-dim", type=_positive(int), default=TrainConfig.z_dim)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto measures what is fastest")
+    p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS, help="auto measures what is fastest")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-minutes", type=_positive(float), default=5.0)
+    p.add_argument("--preview-minutes", type=_positive(float), default=1.0)
+    p.add_argument("--keep", type=_positive(int), default=3, help="checkpoints to keep (default 3)")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    if args.resume:
+        run = TrainingRun.resume(args.out, args.dataset)
+        print(f"Resuming {args.out} at step {run.trainer.step_count}")
+    else:
+        config = TrainConfig(resolution=args.res, width=args.width, batch_size=args.batch, loss=args.loss,
+                             architecture=args.arch, z_dim=args.z_dim,
+                             augment=() if args.no_augment else TrainConfig.augment, flip=not args.no_augment,
+                             device=args.device, precision=args.precision, memory_format=args.memory_format,
+                             seed=args.seed)
+        run = TrainingRun.start(args.dataset, args.out, config)
+    trainer = run.trainer
+    print(f"Training {trainer.config.architecture} at {trainer.config.resolution} px on "
+          f"{len(trainer.images)} images; {trainer.numerics.describe()}")
+    budget = Budget(steps=args.steps, minutes=args.minutes)
+    if budget.steps is None and budget.minutes is None:
+        print("No --steps or --minutes given: training until Ctrl-C.")
+    bar = ProgressLine(budget, trainer.step_count)
+    cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
+                      keep_checkpoints=args.keep)
+    try:
+        last = run.train(budget, cadence, on_step=bar.update)
+    except KeyboardInterrupt:
+        bar.finish()
+        print(f"Interrupted: saved a checkpoint at step {trainer.step_count} in {args.out}; "
+              f"continue with --resume.")
+        return 130
+    bar.finish()
+    print(f"Done at step {trainer.step_count}; samples in {args.out / 'samples'}")
+    print(json.dumps({"run": str(args.out), "step": trainer.step_count, "images_seen": trainer.images_seen,
+                      "loss_g": last.loss_g if last else None, "loss_d": last.loss_d if last else None,
+                      "augment_p": trainer.ada.p, "numerics": trainer.numerics.describe()}))
+    return 0
+
+
+class ProgressLine:
+    """One self-rewriting status line on stderr (a line every 10 s when not on a terminal)."""
+
+    def __init__(self, budget: Budget, first_step: int):
+        self.budget, self.first_step = budget, first_step
+        self.start = time.monotonic()
+        self.last_print = 0.0
+        self.images_per_s = 0.0
+        self.interactive = sys.stderr.isatty()
+
+    def update(self, stats: StepStats) -> None:
+        batch_rate = (stats.images_seen / stats.step) / max(stats.seconds, 1e-9)
+        self.images_per_s = batch_rate if not self.images_per_s else 0.9 * self.images_per_s + 0.1 * batch_rate
+        now = time.monotonic()
+        if now - self.last_print < (0.25 if self.interactive else 10):
+            return
+        self.last_print = now
+        line = (f"step {stats.step}{self._of_total()} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
+                f"rec {stats.loss_reconstruction:.3f} | aug p {stats.augment_p:.2f} | "
+                f"{self.images_per_s:.1f} img/s | ETA {self._eta(stats)}")
+        print(("\r" + line.ljust(110)) if self.interactive else line, end="" if self.interactive else "\n",
+              file=sys.stderr, flush=True)
+
+    def _of_total(self) -> str:
+        return f"/{self.budget.steps}" if self.budget.steps else ""
+
+    def _eta(self, stats: StepStats) -> str:
+        elapsed = time.monotonic() - self.start
+        remaining = []
+        if self.budget.minutes:
+            remaining.append(self.budget.minutes * 60 - elapsed)
+        if self.budget.steps:
+            steps_done = stats.step - self.first_step
+            remaining.append((self.budget.steps - stats.step) * elapsed / max(steps_done, 1))
+        if not remaining:
+            return "-"
+        seconds = max(0, int(min(remaining)))
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+
+    def finish(self) -> None:
+        if self.interactive:
+            print(file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------- generate
+def add_generate(commands) -> None:
+    p = commands.add_parser("generate", help="render samples from a checkpoint, export or run folder")
+    p.add_argument("source", type=Path, metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("--n", type=_positive(int), default=64, help="number of samples (default 64)")
+    p.add_argument("--out", required=True, help="grid.png, or a folder (existing, or ending in /) for one PNG each")
+    p.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed S+i")
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args) -> int:
+    if not args.source.exists():
+        raise FileNotFoundError(f"{args.source} does not exist")
+    out = Path(args.out)
+    as_folder = args.out.endswith(("/", "\\")) or out.is_dir()
+    if not as_folder and out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out} should end in .png (a grid) or name a folder")
+    generator, config = load_generator(args.source)
+    seeds = list(range(args.seed, args.seed + args.n))
+    images = render_seeds(generator, config.z_dim, seeds)
+    if as_folder:
+        files = [save_png(image, out / f"seed{seed:06d}.png") for seed, image in zip(seeds, to_pil_images(images))]
+        print(f"Wrote {len(files)} images of {config.resolution} px to {out}")
+        written = [str(f) for f in files]
+    else:
+        save_png(grid_image(images), out)
+        print(f"Wrote a grid of {len(seeds)} samples to {out}")
+        written = [str(out)]
+    print(json.dumps({"out": str(out), "files": written, "seeds": seeds, "resolution": config.resolution}))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m studio", description="GAN Art Studio")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_ingest(commands)
+    add_train(commands)
+    add_generate(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

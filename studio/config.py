@@ -1,0 +1,104 @@
+"""Training configuration: one frozen dataclass, stored in every checkpoint.
+
+`dataclasses.asdict(config)` goes into each checkpoint so a run can be rebuilt from its file
+alone; `TrainConfig.from_dict` tolerates keys written by older versions and rejects unknown ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+LOSSES = ("hinge", "bce", "wgan-gp")
+AUGMENTATIONS = ("color", "translation", "cutout")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+ARCHITECTURES = ("fastgan", "dcgan")
+
+
+class ConfigError(ValueError):
+    """A configuration value a user can fix; the message says how."""
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # What is learned
+    resolution: int = 64
+    z_dim: int = 256
+    width: int = 32                      # channel multiplier: widths scale linearly with it
+    architecture: str = "fastgan"        # "dcgan" is the textbook baseline, for comparisons
+    # How it is learned
+    batch_size: int = 32
+    loss: str = "hinge"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    adam_betas: tuple[float, float] = (0.5, 0.99)
+    reconstruction_weight: float = 1.0   # D's self-supervised decoder (MSE), FastGAN's regulariser
+    r1_gamma: float = 0.1                # zero-centred gradient penalty on reals; 0 disables
+    r1_interval: int = 16                # lazy regularisation: every N steps, scaled by N
+    gp_weight: float = 10.0              # only for loss="wgan-gp"
+    ema_half_life_images: int = 10_000   # G_ema forgets half of its past after this many images
+    ema_rampup: float = 0.05             # early on, half-life <= images_seen * rampup
+    # Differentiable augmentation, applied to reals and fakes with an adaptive probability
+    augment: tuple[str, ...] = AUGMENTATIONS
+    flip: bool = True
+    augment_p_init: float = 0.0
+    adaptive_augment: bool = True
+    ada_target: float = 0.6              # desired E[sign(D(real))]
+    ada_interval: int = 4                # steps between adjustments of p
+    ada_images_to_full: int = 100_000    # how fast p may move from 0 to 1
+    # Where and how fast
+    device: str = "auto"
+    precision: str = "auto"
+    memory_format: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not _is_power_of_two(self.resolution) or not 16 <= self.resolution <= 1024:
+            raise ConfigError(f"resolution must be a power of two from 16 to 1024, not {self.resolution}")
+        if self.architecture == "fastgan" and self.resolution < 32:
+            raise ConfigError("the FastGAN networks need a resolution of at least 32")
+        _check_choice("architecture", self.architecture, ARCHITECTURES)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
+        for name in self.augment:
+            _check_choice("augmentation", name, AUGMENTATIONS)
+        if self.width < 1 or self.z_dim < 1:
+            raise ConfigError("width and z_dim must be positive")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be at least 2")
+        if not 0.0 <= self.augment_p_init <= 1.0:
+            raise ConfigError("augment_p_init must lie between 0 and 1")
+        if min(self.lr_g, self.lr_d) <= 0:
+            raise ConfigError("learning rates must be positive")
+        if self.ada_interval < 1 or self.ada_images_to_full <= 0 or self.ema_half_life_images <= 0:
+            raise ConfigError("ada_interval, ada_images_to_full and ema_half_life_images must be positive")
+        if self.r1_gamma < 0 or self.r1_interval < 1:
+            raise ConfigError("r1_gamma must be >= 0 and r1_interval >= 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        values = dict(values)
+        for key in ("adam_betas", "augment"):      # JSON and torch.save turn tuples into lists
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")

@@ -1,0 +1,407 @@
+"""Dataset ingestion: turn whatever the artist drops into a clean, hash-named dataset folder.
+
+A dataset folder holds ``images/<sha256[:16]>.png`` (square RGB, one resolution) and a
+``manifest.json`` recording every accepted and rejected source file with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+import zipfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import ConfigError
+
+MANIFEST_FORMAT = 1
+MAX_FILE_BYTES = 256 * 1024 * 1024  # also bounds zip entries, whose declared size can lie
+SYSTEM_FILE_NAMES = {"Thumbs.db", "desktop.ini", "__MACOSX"}
+# Signatures of formats we accept: a file starting with one of these that PIL cannot open is
+# a damaged image, not a stray document.
+IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+# Everything PIL's decoders raise for damaged data.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError)
+
+
+class DatasetError(Exception):
+    """A problem with a dataset folder, described in one sentence the user can act on."""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    resolution: int = 256
+    fit: str = "crop"
+    background: tuple[int, int, int] = (255, 255, 255)
+    max_pixels: int = 80_000_000
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.resolution) or self.resolution < 16:
+            raise ConfigError(f"resolution must be an integer >= 16, got {self.resolution!r}")
+        if self.fit not in ("crop", "pad"):
+            raise ConfigError(f"fit must be 'crop' or 'pad', got {self.fit!r}")
+        background = tuple(self.background)
+        if len(background) != 3 or not all(_is_int(c) and 0 <= c <= 255 for c in background):
+            raise ConfigError(f"background must be three integers 0-255, got {self.background!r}")
+        object.__setattr__(self, "background", background)  # accept lists, e.g. from JSON
+        if not _is_int(self.max_pixels) or self.max_pixels <= 0:
+            raise ConfigError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
+
+
+@dataclass
+class Rejection:
+    file: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    out: Path
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "accepted": len(self.accepted),
+            "rejected": [{"file": r.file, "reason": r.reason} for r in self.rejected],
+            "out": str(self.out),
+        }
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for rejection in self.rejected:
+            kind = _summary_kind(rejection.reason)
+            counts[kind] = counts.get(kind, 0) + 1
+        details = ", ".join(f"{n} {_summary_label(kind, n)}" for kind, n in counts.items())
+        images = "image" if len(self.accepted) == 1 else "images"
+        rejected = f"rejected {len(self.rejected)}" + (f" ({details})" if details else "")
+        return f"Accepted {len(self.accepted)} {images}, {rejected} -> {self.out}"
+
+
+# Reason prefix -> (singular, plural) wording for the one-line summary.
+_SUMMARY_LABELS = {
+    "duplicate": ("duplicate", "duplicates"),
+    "system file": ("system file", "system files"),
+    "empty file": ("empty file", "empty files"),
+    "not an image": ("not an image", "not images"),
+    "truncated or corrupt": ("corrupt image", "corrupt images"),
+    "too small": ("too small", "too small"),
+    "image too large": ("too large", "too large"),
+    "no such file": ("missing path", "missing paths"),
+}
+
+
+def _summary_kind(reason: str) -> str:
+    return next((p for p in _SUMMARY_LABELS if reason.startswith(p)), reason.split(":")[0])
+
+
+def _summary_label(kind: str, count: int) -> str:
+    one, many = _SUMMARY_LABELS.get(kind, (kind, kind))
+    return one if count == 1 else many
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Rejected(Exception):
+    """Raised while processing one file; becomes that file's rejection."""
+
+    def __init__(self, reason: str, sha256: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.sha256 = sha256
+
+
+@dataclass
+class _Candidate:
+    name: str  # as the artist knows it
+    read: Callable[[], bytes]
+
+
+# ---------------------------------------------------------------- collecting candidate files
+
+
+def _collect(sources: Sequence[str | Path], out_dir: Path, stack: ExitStack) -> list[_Candidate]:
+    candidates: list[_Candidate] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            # The output folder may sit inside a dropped folder; never re-ingest our own files.
+            files = sorted(
+                (p for p in path.rglob("*") if p.is_file() and out_dir not in p.resolve().parents),
+                key=lambda p: p.relative_to(path).as_posix(),
+            )
+            for file in files:
+                candidates += _file_candidates(file, file.relative_to(path).as_posix(), stack)
+        elif path.is_file():
+            candidates += _file_candidates(path, path.name, stack)
+        else:
+            candidates.append(_Candidate(str(source), partial(_reject, "no such file or folder")))
+    return candidates
+
+
+def _file_candidates(path: Path, name: str, stack: ExitStack) -> list[_Candidate]:
+    if path.suffix.lower() != ".zip" or _is_system_file(name):
+        return [_candidate(name, name, partial(_read_file, path))]
+    try:
+        archive = stack.enter_context(zipfile.ZipFile(path))
+    except Exception as error:  # whatever is wrong with the archive, it is only this file's problem
+        return [_Candidate(name, partial(_reject, f"not a valid zip archive ({error})"))]
+    entries = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
+    # Entries are read into memory, never extracted, so names like ../../x cannot escape.
+    return [_candidate(f"{name}:{i.filename}", i.filename, partial(_read_zip_entry, archive, i)) for i in entries]
+
+
+def _candidate(name: str, inner_path: str, read: Callable[[], bytes]) -> _Candidate:
+    """Only the path inside the dropped folder or archive decides whether a file is a system file."""
+    if _is_system_file(inner_path):
+        read = partial(_reject, "system file, skipped")
+    return _Candidate(name, read)
+
+
+def _reject(reason: str) -> bytes:
+    raise _Rejected(reason)
+
+
+def _read_file(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise _Rejected(f"file too large (over {MAX_FILE_BYTES // 2**20} MB)")
+    return path.read_bytes()
+
+
+def _read_zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    with archive.open(info) as entry:
+        data = entry.read(MAX_FILE_BYTES + 1)  # bounded: the header's file_size is not trusted
+    if len(data) > MAX_FILE_BYTES:
+        raise _Rejected(f"zip entry too large (over {MAX_FILE_BYTES // 2**20} MB, possible zip bomb)")
+    return data
+
+
+def _is_system_file(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return any(p in SYSTEM_FILE_NAMES or (p.startswith(".") and p not in (".", "..")) for p in parts)
+
+
+# ---------------------------------------------------------------- processing one file
+
+
+def _process(candidate: _Candidate, options: IngestOptions, known: dict[str, str], images_dir: Path) -> dict:
+    """Return the manifest entry (accepted) for one file, or raise _Rejected."""
+    data = candidate.read()
+    if not data:
+        raise _Rejected("empty file (0 bytes)")
+    sha256 = hashlib.sha256(data).hexdigest()
+    if sha256 in known:
+        raise _Rejected(f"duplicate of {known[sha256]}", sha256)
+    try:
+        image = _decode(data, options)
+    except _Rejected as rejected:
+        raise _Rejected(rejected.reason, sha256) from None
+    upright = ImageOps.exif_transpose(image)
+    square = _to_square(_to_rgb(upright, options.background), options)
+    file = f"images/{sha256[:16]}.png"
+    _save_png(square, images_dir.parent / file)
+    return {"source": candidate.name, "sha256": sha256, "width": upright.width,
+            "height": upright.height, "file": file, "status": "accepted"}
+
+
+def _decode(data: bytes, options: IngestOptions) -> Image.Image:
+    """Open, check size from the header, then fully decode (so truncation is caught here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _Rejected("image too large (decompression bomb guard)") from None
+        except UnidentifiedImageError:
+            damaged = data.startswith(IMAGE_SIGNATURES)
+            raise _Rejected("truncated or corrupt image" if damaged else "not an image") from None
+        width, height = image.size
+        if width * height > options.max_pixels:
+            raise _Rejected(f"image too large (decompression bomb guard): {width}x{height}")
+        _check_big_enough(width, height, options)
+        try:
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _Rejected(f"image too large (decompression bomb guard): {width}x{height}") from None
+        except DECODE_ERRORS:
+            raise _Rejected("truncated or corrupt image") from None
+    return image
+
+
+def _check_big_enough(width: int, height: int, options: IngestOptions) -> None:
+    # We upscale by at most 2x; the square's edge is the short side (crop) or long side (pad).
+    edge, side = (min(width, height), "short") if options.fit == "crop" else (max(width, height), "long")
+    needed = math.ceil(options.resolution / 2)
+    if edge < needed:
+        raise _Rejected(f"too small: {width}x{height}, needs at least {needed} px on the {side} side")
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        image = _sixteen_bit_to_l(image)
+    if image.has_transparency_data:  # RGBA, LA, PA, and palette/L/RGB with a transparency key
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:
+    # PIL's own I;16 -> L conversion clips at 255 (mid-grey would become white), so rescale.
+    values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+
+
+def _to_square(image: Image.Image, options: IngestOptions) -> Image.Image:
+    size = (options.resolution, options.resolution)
+    if options.fit == "crop":
+        return ImageOps.fit(image, size, method=Image.LANCZOS)
+    return ImageOps.pad(image, size, method=Image.LANCZOS, color=options.background)
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    _write_atomically(path, buffer.getvalue())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, so a full disk never leaves a half-written file."""
+    temp = None
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, path)
+    except OSError as error:
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
+        raise DatasetError(
+            f"Could not write {path} ({error.strerror or error}); free disk space or choose another output folder."
+        ) from error
+
+
+# ---------------------------------------------------------------- manifest and public API
+
+
+def read_manifest(dataset_dir: str | Path) -> dict:
+    path = Path(dataset_dir) / "manifest.json"
+    if not path.is_file():
+        raise DatasetError(f"{dataset_dir} is not a dataset (no manifest.json); ingest images into it first.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path} is unreadable or not valid JSON ({error}); re-ingest the dataset.") from error
+    if (not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT
+            or not _is_int(manifest.get("resolution")) or not isinstance(manifest.get("images"), list)):
+        raise DatasetError(f"{path} is not a format-{MANIFEST_FORMAT} dataset manifest; re-ingest the dataset.")
+    return manifest
+
+
+def _open_manifest(out_dir: Path, options: IngestOptions) -> dict:
+    settings = {"resolution": options.resolution, "fit": options.fit, "background": list(options.background)}
+    if not (out_dir / "manifest.json").exists():
+        return {"format": MANIFEST_FORMAT, **settings, "images": [], "rejected": []}
+    manifest = read_manifest(out_dir)
+    for key, wanted in settings.items():
+        if manifest.get(key) != wanted:
+            raise DatasetError(
+                f"{out_dir} was ingested with {key}={manifest.get(key)}, not {wanted}; "
+                f"use the same {key} or a new output folder."
+            )
+    manifest.setdefault("rejected", [])
+    return manifest
+
+
+def _write_manifest(out_dir: Path, manifest: dict) -> None:
+    _write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
+
+
+def ingest(
+    sources: Sequence[str | Path],
+    out_dir: str | Path,
+    options: IngestOptions = IngestOptions(),
+    progress: Callable[[int, int, str], None] | None = None,
+) -> IngestReport:
+    out = Path(out_dir)
+    manifest = _open_manifest(out, options)
+    try:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatasetError(f"Could not create the dataset folder {out} ({error.strerror or error}).") from error
+    known = {entry["sha256"]: entry["source"] for entry in manifest["images"]}
+    report = IngestReport(out=out)
+    with ExitStack() as open_archives:
+        candidates = _collect(sources, out.resolve(), open_archives)
+        try:
+            for done, candidate in enumerate(candidates, 1):
+                _ingest_candidate(candidate, options, known, manifest, report)
+                if progress is not None:
+                    progress(done, len(candidates), candidate.name)
+        finally:
+            # Also on a disk error or interruption: the manifest lists exactly the images written.
+            _write_manifest(out, manifest)
+    return report
+
+
+def _ingest_candidate(candidate: _Candidate, options: IngestOptions, known: dict[str, str],
+                      manifest: dict, report: IngestReport) -> None:
+    try:
+        entry = _process(candidate, options, known, report.out / "images")
+    except _Rejected as rejected:
+        _record_rejection(candidate.name, rejected.reason, rejected.sha256, manifest, report)
+    except DatasetError:
+        raise  # disk trouble writing output: stop the whole ingest
+    except Exception as error:  # one odd file must never crash the whole ingest
+        reason = f"could not read: {type(error).__name__}: {error}"
+        _record_rejection(candidate.name, reason, None, manifest, report)
+    else:
+        known[entry["sha256"]] = candidate.name
+        manifest["images"].append(entry)
+        report.accepted.append(candidate.name)
+
+
+def _record_rejection(name: str, reason: str, sha256: str | None, manifest: dict, report: IngestReport) -> None:
+    manifest["rejected"].append({"source": name, "sha256": sha256, "status": "rejected", "reason": reason})
+    report.rejected.append(Rejection(file=name, reason=reason))
+
+
+def load_images(dataset_dir: str | Path, resolution: int) -> torch.Tensor:
+    """All accepted images as a uint8 tensor N x 3 x resolution x resolution, in file-name order."""
+    manifest = read_manifest(dataset_dir)
+    stored = manifest["resolution"]
+    if stored < resolution:
+        raise DatasetError(f"dataset stored at {stored} px; re-ingest with --res {resolution} to train at {resolution}.")
+    files = sorted(entry["file"] for entry in manifest["images"])
+    if not files:
+        raise DatasetError(f"dataset {dataset_dir} has no images; ingest some paintings into it first.")
+    batch = np.empty((len(files), 3, resolution, resolution), dtype=np.uint8)
+    for index, file in enumerate(files):
+        batch[index] = _load_one(Path(dataset_dir) / file, resolution).transpose(2, 0, 1)
+    return torch.from_numpy(batch)
+
+
+def _load_one(path: Path, resolution: int) -> np.ndarray:
+    try:
+        with Image.open(path) as stored:
+            image = stored.convert("RGB")
+    except (FileNotFoundError, UnidentifiedImageError, *DECODE_ERRORS) as error:
+        raise DatasetError(f"dataset image {path} is missing or unreadable ({error}); re-ingest the dataset.") from error
+    if image.size != (resolution, resolution):
+        image = image.resize((resolution, resolution), Image.LANCZOS)  # LANCZOS antialiases when shrinking
+    return np.asarray(image)

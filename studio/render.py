@@ -1,0 +1,48 @@
+"""From generator output to pictures on disk."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from .latent import seeds_to_z
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, H, W, 3), ready for PIL or imageio."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def to_pil_images(images: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray(array) for array in to_uint8(images).numpy()]
+
+
+def grid_image(images: torch.Tensor, columns: int | None = None, padding: int = 2) -> Image.Image:
+    """A contact sheet, as square as possible unless `columns` is given."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    grid = make_grid(images.float().clamp(-1, 1), nrow=columns, padding=padding, pad_value=1.0)
+    return to_pil_images(grid.unsqueeze(0))[0]
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Write through a temporary file, so a preview being read is never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+def render_seeds(generator: torch.nn.Module, z_dim: int, seeds: list[int], batch: int = 32) -> torch.Tensor:
+    """Render seeds with a loaded generator, in batches; float [-1, 1] on the CPU."""
+    device = next(generator.parameters()).device
+    outputs = []
+    with torch.no_grad():
+        for i in range(0, len(seeds), batch):
+            z = seeds_to_z(seeds[i:i + batch], z_dim).to(device)
+            outputs.append(generator(z).float().clamp(-1, 1).cpu())
+    return torch.cat(outputs)

@@ -1,0 +1,161 @@
+"""A training run on disk: the loop that the CLI and the studio's background thread both drive.
+
+RUN_DIR/
+  run.json                 dataset path and config, written when the run starts
+  checkpoints/step-*.pt    full resumable state, the newest few (see checkpoint.py)
+  generator.pt             G_ema export, refreshed with every checkpoint
+  samples/step-*.png       fixed-seed preview grids, a time-lapse of training
+  log.jsonl                one StepStats per line, for plots that survive a restart
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, list_checkpoints,
+                         restore_trainer, save_checkpoint)
+from .config import TrainConfig
+from .data import load_images
+from .latent import seeds_to_z
+from .render import grid_image, save_png
+from .trainer import StepStats, Trainer
+
+PREVIEW_SEEDS = list(range(64))   # the fixed grid every preview renders
+
+
+class RunError(Exception):
+    """A run cannot start or resume; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When to stop: after `steps` total steps, or `minutes` of this session, whichever is first."""
+    steps: int | None = None
+    minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class Cadence:
+    checkpoint_minutes: float = 5.0
+    preview_minutes: float = 1.0
+    log_every_steps: int = 10
+    keep_checkpoints: int = 3
+
+
+class TrainingRun:
+    def __init__(self, run_dir: Path, trainer: Trainer, dataset_dir: Path):
+        self.run_dir = run_dir
+        self.trainer = trainer
+        self.dataset_dir = dataset_dir
+        self.preview_z = seeds_to_z(PREVIEW_SEEDS, trainer.config.z_dim)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def start(cls, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig) -> "TrainingRun":
+        run_dir, dataset_dir = Path(run_dir), Path(dataset_dir)
+        if list_checkpoints(run_dir):
+            raise RunError(f"{run_dir} already holds a run; resume it, or choose another folder")
+        images = load_images(dataset_dir, config.resolution)
+        trainer = Trainer(config, images)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(json.dumps(
+            {"dataset": str(dataset_dir.resolve()), "config": config.to_dict()}, indent=2))
+        return cls(run_dir, trainer, dataset_dir)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, dataset_dir: str | Path | None = None) -> "TrainingRun":
+        """Continue from the newest loadable checkpoint; the dataset defaults to the run's own."""
+        run_dir = Path(run_dir)
+        try:
+            _, payload = latest_checkpoint(run_dir)
+        except CheckpointError as error:
+            raise RunError(f"cannot resume: {error}") from error
+        dataset_dir = Path(dataset_dir) if dataset_dir else cls._recorded_dataset(run_dir)
+        resolution = payload["config"]["resolution"]
+        trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
+        _forget_log_after(run_dir, trainer.step_count)
+        return cls(run_dir, trainer, dataset_dir)
+
+    @staticmethod
+    def _recorded_dataset(run_dir: Path) -> Path:
+        try:
+            return Path(json.loads((run_dir / "run.json").read_text())["dataset"])
+        except (OSError, ValueError, KeyError) as error:
+            raise RunError(f"{run_dir} does not say which dataset it was trained on; name the dataset") from error
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, budget: Budget, cadence: Cadence = Cadence(),
+              should_stop: Callable[[], bool] = lambda: False,
+              on_step: Callable[[StepStats], None] = lambda stats: None) -> StepStats | None:
+        """Step until the budget is spent or `should_stop()`; always ends with a checkpoint.
+        A KeyboardInterrupt also saves before it propagates."""
+        start = last_checkpoint = last_preview = time.monotonic()
+        stats = None
+        pending_log: list[StepStats] = []
+        try:
+            while not self._spent(budget, start) and not should_stop():
+                stats = self.trainer.step()
+                pending_log.append(stats)
+                on_step(stats)
+                if stats.step % cadence.log_every_steps == 0:
+                    self._append_log(pending_log)
+                now = time.monotonic()
+                if now - last_preview >= cadence.preview_minutes * 60:
+                    self.save_preview()
+                    last_preview = now
+                if now - last_checkpoint >= cadence.checkpoint_minutes * 60:
+                    self.save(cadence.keep_checkpoints)
+                    last_checkpoint = now
+        finally:
+            self._append_log(pending_log)
+            if stats is not None:
+                self.save_preview()
+                self.save(cadence.keep_checkpoints)
+        return stats
+
+    def _spent(self, budget: Budget, start: float) -> bool:
+        if budget.steps is not None and self.trainer.step_count >= budget.steps:
+            return True
+        return budget.minutes is not None and time.monotonic() - start >= budget.minutes * 60
+
+    # ------------------------------------------------------------------ outputs
+    def save(self, keep: int = 3) -> Path:
+        path = save_checkpoint(self.trainer, self.run_dir, keep)
+        export_generator(self.trainer, self.run_dir / "generator.pt")
+        return path
+
+    def save_preview(self) -> Path:
+        image = grid_image(self.trainer.sample(self.preview_z), columns=8)
+        return save_png(image, self.run_dir / "samples" / f"step-{self.trainer.step_count:09d}.png")
+
+    def _append_log(self, pending: list[StepStats]) -> None:
+        if not pending:
+            return
+        with open(self.run_dir / "log.jsonl", "a") as log:
+            log.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in pending)
+        pending.clear()
+
+
+def _forget_log_after(run_dir: Path, step: int) -> None:
+    """Steps logged after the checkpoint we resume from are about to be redone: drop them."""
+    rows = [row for row in read_log(run_dir) if row["step"] <= step]
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """The run's StepStats so far; a line cut short by a crash is skipped."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+

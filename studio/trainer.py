@@ -1,0 +1,212 @@
+"""One GAN training step per call, and everything a step needs to resume exactly.
+
+The recipe is the few-shot one: FastGAN networks, hinge loss, DiffAugment on reals and fakes with
+ADA's adaptive probability, lazy zero-centred R1, an exponential moving average of G (G_ema) that
+renders every sample, and Adam. All randomness comes from the trainer's own torch.Generator, so a
+checkpoint's state reproduces the next step bit for bit (on the same machine and numerics).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import losses
+from .augment import AdaptiveProbability, augment
+from .config import TrainConfig
+from .models import build_discriminator, build_generator
+from .numerics import Numerics, choose_numerics, time_steps
+
+
+@dataclass(frozen=True)
+class StepStats:
+    step: int                 # steps done, this one included
+    images_seen: int          # real images shown to D so far
+    loss_g: float
+    loss_d: float             # adversarial part only
+    loss_reconstruction: float
+    r1: float | None          # squared gradient norm at the reals, on steps that regularise
+    augment_p: float
+    real_sign: float          # E[sign(D(real))]: near 1 means D is sure (overfitting), ADA's signal
+    seconds: float            # wall time of this step
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, images: torch.Tensor, numerics: Numerics | None = None):
+        """`images`: uint8 (N, 3, R, R) at the config's resolution. With `numerics` None, the
+        fastest allowed device precision and layout is measured (or read from the cache)."""
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError("images must be a uint8 tensor of shape (N, 3, H, W)")
+        if images.shape[-1] != config.resolution or images.shape[-2] != config.resolution:
+            raise ValueError(f"images are {images.shape[-1]} px, the config trains at {config.resolution} px")
+        self.config = config
+        self.numerics = numerics or choose_numerics(config, lambda n: _probe(config, images, n))
+        device, layout = self.numerics.device, self.numerics.memory_format
+        self.images = images.to(device)
+
+        with torch.random.fork_rng(devices=[]):   # same initial weights for the same seed
+            torch.manual_seed(config.seed)
+            self.G = build_generator(config).to(device, memory_format=layout)
+            self.D = build_discriminator(config).to(device, memory_format=layout)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = tuple(config.adam_betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas)
+        scaler_on = self.numerics.needs_grad_scaler
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=scaler_on)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=scaler_on)
+        self.ada = AdaptiveProbability(config.augment_p_init, config.ada_target, config.ada_interval,
+                                       config.ada_images_to_full, enabled=config.adaptive_augment)
+        self.rng = torch.Generator().manual_seed(config.seed)
+        self.step_count = 0
+        self.images_seen = 0
+
+    # ------------------------------------------------------------------ training
+    def step(self) -> StepStats:
+        start = time.perf_counter()
+        cfg, n = self.config, self.numerics
+        real = self._real_batch()
+        z = self._latents(cfg.batch_size)
+        quarter = int(torch.randint(4, (1,), generator=self.rng))
+        regularise = cfg.loss != "wgan-gp" and cfg.r1_gamma > 0 and self.step_count % cfg.r1_interval == 0
+
+        with n.autocast():
+            fake = self.G(z)
+
+        # Discriminator: reals up, fakes down, reconstruct reals, R1 every few steps.
+        real_aug = self._augment(real)
+        if regularise:
+            real_aug = real_aug.detach().requires_grad_(True)
+        with n.autocast():
+            real_logits, reconstruction = self._discriminate_real(real_aug, quarter)
+            fake_logits = self.D(self._augment(fake.detach()))
+            loss_d = losses.discriminator_loss(cfg.loss, real_logits, fake_logits)
+            total_d = loss_d + cfg.reconstruction_weight * reconstruction
+            r1 = None
+            if regularise:
+                r1 = losses.r1_penalty(real_logits, real_aug)
+                total_d = total_d + (cfg.r1_gamma / 2) * r1 * cfg.r1_interval
+            if cfg.loss == "wgan-gp":
+                total_d = total_d + cfg.gp_weight * losses.gradient_penalty(
+                    self.D, real_aug, self._augment(fake.detach()), self.rng)
+        self._optimise(self.opt_d, self.scaler_d, total_d)
+        self.ada.observe(real_logits)
+
+        # Generator: fool the freshly updated D on the same fakes.
+        self.D.requires_grad_(False)
+        with n.autocast():
+            loss_g = losses.generator_loss(cfg.loss, self.D(self._augment(fake)))
+        self._optimise(self.opt_g, self.scaler_g, loss_g)
+        self.D.requires_grad_(True)
+
+        self.step_count += 1
+        self.images_seen += cfg.batch_size
+        self._update_ema()
+        return StepStats(
+            step=self.step_count,
+            images_seen=self.images_seen,
+            loss_g=loss_g.item(),
+            loss_d=loss_d.item(),
+            loss_reconstruction=reconstruction.item(),
+            r1=None if r1 is None else r1.item(),
+            augment_p=self.ada.p,
+            real_sign=real_logits.detach().float().flatten(1).mean(1).sign().mean().item(),
+            seconds=time.perf_counter() - start,
+        )
+
+    def _real_batch(self) -> torch.Tensor:
+        index = torch.randint(len(self.images), (self.config.batch_size,), generator=self.rng)
+        batch = self.images[index.to(self.images.device)].float().div_(127.5).sub_(1.0)
+        return batch.contiguous(memory_format=self.numerics.memory_format)
+
+    def _latents(self, count: int) -> torch.Tensor:
+        return torch.randn(count, self.config.z_dim, generator=self.rng).to(self.numerics.device)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return augment(x, self.ada.p, cfg.augment, cfg.flip, self.rng).contiguous(
+            memory_format=self.numerics.memory_format)
+
+    def _discriminate_real(self, real: torch.Tensor, quarter: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.D.has_decoder:
+            return self.D(real, quarter)
+        return self.D(real), torch.zeros((), device=real.device)
+
+    @staticmethod
+    def _optimise(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """G_ema <- lerp towards G with a half-life in images, ramped up early (StyleGAN2-ADA),
+        so a short run's samples are not dominated by the random initial weights."""
+        cfg = self.config
+        half_life = cfg.ema_half_life_images
+        if cfg.ema_rampup > 0:
+            half_life = min(half_life, self.images_seen * cfg.ema_rampup)
+        keep = 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+        ema_params = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.G.parameters()), 1 - keep)
+        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers()):
+            if ema_buffer.is_floating_point():   # BatchNorm running statistics
+                ema_buffer.lerp_(buffer, 1 - keep)
+            else:
+                ema_buffer.copy_(buffer)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1], float32 on the CPU, rendered by G_ema."""
+        with self.numerics.autocast():
+            images = self.G_ema(z.to(self.numerics.device))
+        return images.float().clamp(-1, 1).cpu()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step_count,
+            "images_seen": self.images_seen,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "augment": self.ada.state_dict(),
+            "rng": self.rng.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = int(state["step"])
+        self.images_seen = int(state["images_seen"])
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if state["scaler_g"]:
+            self.scaler_g.load_state_dict(state["scaler_g"])
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        self.ada.load_state_dict(state["augment"])
+        self.rng.set_state(state["rng"])
+
+
+def _probe(config: TrainConfig, images: torch.Tensor, numerics: Numerics) -> float:
+    """Seconds per step of a throwaway trainer, inf if its losses are not finite."""
+    trainer = Trainer(config, images, numerics)
+    finite = True
+
+    def one_step() -> None:
+        nonlocal finite
+        stats = trainer.step()
+        finite = finite and math.isfinite(stats.loss_g) and math.isfinite(stats.loss_d)
+
+    seconds = time_steps(one_step)
+    return seconds if finite else math.inf

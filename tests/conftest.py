@@ -1,0 +1,128 @@
+"""Shared fixtures: tiny models, deterministic synthetic paintings, and an isolated cache.
+
+Every trainer here is built with an explicit Numerics (or a config whose precision and memory
+format are fixed), so the "auto" speed probe never runs unless a test asks for it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from studio.config import TrainConfig
+from studio.data import IngestOptions, ingest
+from studio.numerics import Numerics
+from studio.trainer import Trainer
+
+RES = 32
+TINY = dict(resolution=RES, width=8, batch_size=4, z_dim=16, device="cpu",
+            precision="fp32", memory_format="contiguous")
+CPU_FP32 = Numerics(torch.device("cpu"), "fp32", channels_last=False)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    """No test writes to ~/.cache, and the global RNG starts the same in every test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    torch.manual_seed(0)
+
+
+# ---------------------------------------------------------------- synthetic paintings
+def draw_shapes(count: int, size: int, seed: int = 0) -> list[Image.Image]:
+    """Coloured ellipses, rectangles and triangles on coloured grounds: varied but reproducible."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        ground = tuple(int(c) for c in rng.integers(0, 256, 3))
+        image = Image.new("RGB", (size, size), ground)
+        draw = ImageDraw.Draw(image)
+        for j in range(2):
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
+            x1, y1 = (int(v) for v in rng.integers(size // 2 + 2, size, 2))
+            kind = (i + j) % 3
+            if kind == 0:
+                draw.ellipse((x0, y0, x1, y1), fill=colour)
+            elif kind == 1:
+                draw.rectangle((x0, y0, x1, y1), fill=colour)
+            else:
+                draw.polygon([(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)], fill=colour)
+        images.append(image)
+    return images
+
+
+def images_tensor(images: list[Image.Image]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images])).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="session")
+def images32() -> torch.Tensor:
+    """uint8 (16, 3, 32, 32) synthetic paintings."""
+    return images_tensor(draw_shapes(16, RES, seed=1))
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """A folder of 24 PNG paintings at 48 px (a source for ingest), read-only for tests."""
+    folder = tmp_path_factory.mktemp("shapes")
+    for i, image in enumerate(draw_shapes(24, 48, seed=2)):
+        image.save(folder / f"shape{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset32(shapes_dir, tmp_path_factory) -> Path:
+    """An ingested 32 px dataset folder, read-only for tests."""
+    out = tmp_path_factory.mktemp("dataset") / "shapes32"
+    report = ingest([shapes_dir], out, IngestOptions(resolution=RES))
+    assert len(report.accepted) == 24 and not report.rejected
+    return out
+
+
+# ---------------------------------------------------------------- tiny trainers
+@pytest.fixture
+def tiny_config() -> TrainConfig:
+    return TrainConfig(**TINY)
+
+
+@pytest.fixture
+def cpu_fp32() -> Numerics:
+    return CPU_FP32
+
+
+@pytest.fixture
+def make_trainer(images32):
+    """make_trainer(**config_changes) -> a fresh tiny Trainer on CPU fp32 (no speed probe)."""
+    def make(**changes) -> Trainer:
+        config = TrainConfig(**{**TINY, **changes})
+        images = images32
+        if config.resolution != RES:
+            images = torch.nn.functional.interpolate(images32.float(), size=config.resolution, mode="area")
+            images = images.round().clamp(0, 255).to(torch.uint8)
+        return Trainer(config, images, CPU_FP32)
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(images32, tmp_path_factory) -> Path:
+    """A run folder (checkpoint + generator.pt) of a tiny model after 2 steps, read-only for tests.
+
+    Two steps from the N(0, 0.02) initialisation every seed renders near-uniform mid-grey, so G_ema's
+    convolutions are re-drawn wider (as after real training) to make seeds visibly different."""
+    from studio.checkpoint import export_generator, save_checkpoint
+
+    trainer = Trainer(TrainConfig(**TINY), images32, CPU_FP32)
+    trainer.step()
+    trainer.step()
+    wide = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in trainer.G_ema.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=wide) * 0.1)
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    save_checkpoint(trainer, run_dir)
+    export_generator(trainer, run_dir / "generator.pt")
+    return run_dir
