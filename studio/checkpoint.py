@@ -78,7 +78,7 @@ def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Pat
     payload = {"format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": trainer.config.to_dict(),
                "numerics": trainer.numerics.to_dict(), **trainer.state_dict()}
     atomic_save(payload, path)
-    steps = {p: _step_of(p) for p in list_checkpoints(run_dir)}
+    steps = {p: step_of(p) for p in list_checkpoints(run_dir)}
     current = [p for p, step in steps.items() if step <= trainer.step_count]
     abandoned = [p for p, step in steps.items() if step > trainer.step_count]
     for old in current[:-keep] + abandoned:
@@ -86,7 +86,8 @@ def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Pat
     return path
 
 
-def _step_of(path: Path) -> int:
+def step_of(path: Path) -> int:
+    """The step a `step-*.pt` checkpoint file was saved at, from its name."""
     return int(_STEP_FILE.match(path.name).group(1))
 
 
@@ -95,7 +96,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if _STEP_FILE.match(p.name)), key=_step_of)
+    return sorted((p for p in folder.iterdir() if _STEP_FILE.match(p.name)), key=step_of)
 
 
 def _read(path: Path, expected_format: str | tuple[str, ...]) -> dict:

@@ -1,4 +1,5 @@
-"""`python -m studio SUBCOMMAND`: the engine without the browser, for servers and GPUs.
+"""`python -m studio` opens the studio in the browser; `python -m studio SUBCOMMAND` runs the
+engine without it, for servers and GPUs.
 
 Every subcommand prints human lines first and, where a script may want the result, one JSON
 object last on stdout. Mistakes a user can make (a wrong path, a bad option, a damaged file) end
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_generator
 from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
-from .data import DatasetError, IngestOptions, ingest
+from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .run import Budget, Cadence, RunError, TrainingRun
 from .trainer import StepStats
@@ -24,13 +25,10 @@ USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoun
 
 
 def _colour(text: str) -> tuple[int, int, int]:
-    value = text.lstrip("#")
-    if len(value) != 6:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a colour like #ffffff")
     try:
-        return tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a colour like #ffffff") from None
+        return parse_colour(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(kind):
@@ -211,9 +209,26 @@ def run_generate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- studio
+def run_studio(args) -> int:
+    from .ui.app import launch     # gradio takes seconds to import; the subcommands never need it
+    try:
+        return launch(args.workspace, args.host, args.port, open_browser=not args.no_browser)
+    except OSError as error:       # the port is taken, or the host is not an address of this machine
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m studio", description="GAN Art Studio")
+    parser = argparse.ArgumentParser(
+        prog="python -m studio", description="GAN Art Studio. Without a COMMAND, opens the studio in your browser.")
+    parser.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR",
+                        help="where datasets/, checkpoints/ and exports/ live (default: this folder)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1, this computer only)")
+    parser.add_argument("--port", type=_positive(int), help="port to serve on (default: 7860 or the next free one)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    parser.set_defaults(run=run_studio)   # a subcommand sets its own
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_ingest(commands)
     add_train(commands)
@@ -225,9 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
         return args.run(args)
     except USER_ERRORS as error:

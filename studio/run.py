@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, list_checkpoints,
                          restore_trainer, save_checkpoint)
 from .config import TrainConfig
@@ -33,7 +35,8 @@ class RunError(Exception):
 
 @dataclass(frozen=True)
 class Budget:
-    """When to stop: after `steps` total steps, or `minutes` of this session, whichever is first."""
+    """When to stop: at `steps` total steps, or after `minutes` of training in this session,
+    whichever comes first; neither means until stopped."""
     steps: int | None = None
     minutes: float | None = None
 
@@ -90,37 +93,53 @@ class TrainingRun:
     # ------------------------------------------------------------------ the loop
     def train(self, budget: Budget, cadence: Cadence = Cadence(),
               should_stop: Callable[[], bool] = lambda: False,
-              on_step: Callable[[StepStats], None] = lambda stats: None) -> StepStats | None:
-        """Step until the budget is spent or `should_stop()`; always ends with a checkpoint.
-        A KeyboardInterrupt also saves before it propagates."""
-        start = last_checkpoint = last_preview = time.monotonic()
+              on_step: Callable[[StepStats], None] = lambda stats: None,
+              on_preview: Callable[[Path, torch.Tensor], None] = lambda path, images: None) -> StepStats | None:
+        """Step until the budget is spent or `should_stop()` says so, then checkpoint.
+
+        `budget.minutes` counts time spent in steps, so a pause (a `should_stop` that blocks)
+        uses none of it. A KeyboardInterrupt checkpoints before it propagates. Any other error
+        keeps the last periodic checkpoint: the state in the middle of a failed step is not
+        trusted."""
+        trained_seconds = 0.0
+        last_checkpoint = last_preview = time.monotonic()
         stats = None
         pending_log: list[StepStats] = []
         try:
-            while not self._spent(budget, start) and not should_stop():
+            while not self._spent(budget, trained_seconds) and not should_stop():
                 stats = self.trainer.step()
+                trained_seconds += stats.seconds
                 pending_log.append(stats)
                 on_step(stats)
                 if stats.step % cadence.log_every_steps == 0:
                     self._append_log(pending_log)
                 now = time.monotonic()
                 if now - last_preview >= cadence.preview_minutes * 60:
-                    self.save_preview()
+                    on_preview(*self.save_preview())
                     last_preview = now
                 if now - last_checkpoint >= cadence.checkpoint_minutes * 60:
                     self.save(cadence.keep_checkpoints)
                     last_checkpoint = now
-        finally:
+        except KeyboardInterrupt:
+            self._finish(stats, pending_log, cadence, on_preview)
+            raise
+        except BaseException:
             self._append_log(pending_log)
-            if stats is not None:
-                self.save_preview()
-                self.save(cadence.keep_checkpoints)
+            raise
+        self._finish(stats, pending_log, cadence, on_preview)
         return stats
 
-    def _spent(self, budget: Budget, start: float) -> bool:
+    def _finish(self, stats: StepStats | None, pending_log: list[StepStats], cadence: Cadence,
+                on_preview: Callable[[Path, torch.Tensor], None]) -> None:
+        self._append_log(pending_log)
+        if stats is not None:
+            on_preview(*self.save_preview())
+            self.save(cadence.keep_checkpoints)
+
+    def _spent(self, budget: Budget, trained_seconds: float) -> bool:
         if budget.steps is not None and self.trainer.step_count >= budget.steps:
             return True
-        return budget.minutes is not None and time.monotonic() - start >= budget.minutes * 60
+        return budget.minutes is not None and trained_seconds >= budget.minutes * 60
 
     # ------------------------------------------------------------------ outputs
     def save(self, keep: int = 3) -> Path:
@@ -128,9 +147,11 @@ class TrainingRun:
         export_generator(self.trainer, self.run_dir / "generator.pt")
         return path
 
-    def save_preview(self) -> Path:
-        image = grid_image(self.trainer.sample(self.preview_z), columns=8)
-        return save_png(image, self.run_dir / "samples" / f"step-{self.trainer.step_count:09d}.png")
+    def save_preview(self) -> tuple[Path, torch.Tensor]:
+        """Render the fixed seeds with G_ema; save them as this step's grid."""
+        images = self.trainer.sample(self.preview_z)
+        path = self.run_dir / "samples" / f"step-{self.trainer.step_count:09d}.png"
+        return save_png(grid_image(images, columns=8), path), images
 
     def _append_log(self, pending: list[StepStats]) -> None:
         if not pending:
@@ -138,6 +159,11 @@ class TrainingRun:
         with open(self.run_dir / "log.jsonl", "a") as log:
             log.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in pending)
         pending.clear()
+
+
+def preview_step(path: str | Path) -> int:
+    """The step a preview grid (`samples/step-*.png`) was rendered at, from its name."""
+    return int(Path(path).stem.removeprefix("step-"))
 
 
 def _forget_log_after(run_dir: Path, step: int) -> None:

@@ -142,7 +142,7 @@ USER_ERRORS = {
         "does not exist"),
     "generate: text file as checkpoint": (
         lambda tmp, run, data: ["generate", str(_text_file(tmp)), "--out", str(tmp / "g.png")],
-        "is not a readable checkpoint"),
+        "damaged or not a checkpoint file"),
     "generate: folder without a run": (
         lambda tmp, run, data: ["generate", str(data), "--out", str(tmp / "g.png")],
         "no usable checkpoint"),
@@ -150,8 +150,6 @@ USER_ERRORS = {
         lambda tmp, run, data: ["generate", str(run), "--n", "2", "--out", str(tmp / "g.jpg")],
         "should end in .png"),
 }
-# The train command announces the speed probe on stderr before it validates the dataset.
-EXTRA_STDERR_LINE = {"train: missing dataset folder"}
 
 
 def run_user_error(case, tmp_path, tiny_run_dir, dataset32, capsys):
@@ -171,12 +169,7 @@ def test_user_errors_exit_2_with_an_error_line_and_no_traceback(case, tmp_path, 
     assert not (tmp_path / "g.png").exists() and not (tmp_path / "g.jpg").exists()
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(strict=True, reason="BUG: cli.py prints 'Choosing the fastest "
-                                                                  "precision...' to stderr before validating"))
-    if case in EXTRA_STDERR_LINE else case
-    for case in USER_ERRORS
-])
+@pytest.mark.parametrize("case", list(USER_ERRORS))
 def test_user_errors_are_one_line_on_stderr(case, tmp_path, tiny_run_dir, dataset32, capsys):
     code, captured, _ = run_user_error(case, tmp_path, tiny_run_dir, dataset32, capsys)
     assert code == 2
@@ -192,10 +185,29 @@ def test_bad_option_values_exit_2_without_traceback(dataset32, tmp_path, capsys)
     assert "--steps: 0 must be greater than zero" in err and "Traceback" not in err
 
 
-def test_no_command_prints_help(capsys):
-    assert main([]) == 0
+def test_help_lists_the_commands_and_the_studio_options(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
     out = capsys.readouterr().out
-    assert "ingest" in out and "train" in out and "generate" in out
+    assert all(word in out for word in ("ingest", "train", "generate", "--workspace", "--port", "--no-browser"))
+
+
+def test_no_command_opens_the_studio(monkeypatch, tmp_path):
+    import studio.ui.app
+
+    calls = []
+    monkeypatch.setattr(studio.ui.app, "launch", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)
+    assert main(["--workspace", str(tmp_path), "--port", "7999", "--no-browser"]) == 0
+    assert main([]) == 0
+    assert calls == [((tmp_path, "127.0.0.1", 7999), {"open_browser": False}),
+                     ((Path("."), "127.0.0.1", None), {"open_browser": True})]
+
+
+def test_the_headless_commands_do_not_load_gradio():
+    done = subprocess.run([sys.executable, "-c", "import sys, studio.cli; sys.exit('gradio' in sys.modules)"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 # ---------------------------------------------------------------- the real entry point
