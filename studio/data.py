@@ -60,6 +60,17 @@ class IngestOptions:
             raise ConfigError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
 
 
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' (the '#' optional) -> (r, g, b)."""
+    value = text.lstrip("#")
+    if len(value) != 6:
+        raise ConfigError(f"{text!r} is not a colour like #ffffff")
+    try:
+        return tuple(int(value[i:i + 2], 16) for i in (0, 2, 4))
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a colour like #ffffff") from None
+
+
 @dataclass
 class Rejection:
     file: str
