@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -39,10 +40,18 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
 
 def render_seeds(generator: torch.nn.Module, z_dim: int, seeds: list[int], batch: int = 32) -> torch.Tensor:
     """Render seeds with a loaded generator, in batches; float [-1, 1] on the CPU."""
+    return render_latents(generator, seeds_to_z(seeds, z_dim), batch)
+
+
+def render_latents(generator: torch.nn.Module, z: torch.Tensor, batch: int = 32,
+                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Render latents (N, z_dim) in batches; float [-1, 1] on the CPU. `progress(done, total)`
+    is called after each batch, so a long animation can show how far it has got."""
     device = next(generator.parameters()).device
     outputs = []
     with torch.no_grad():
-        for i in range(0, len(seeds), batch):
-            z = seeds_to_z(seeds[i:i + batch], z_dim).to(device)
-            outputs.append(generator(z).float().clamp(-1, 1).cpu())
+        for i in range(0, len(z), batch):
+            outputs.append(generator(z[i:i + batch].to(device)).float().clamp(-1, 1).cpu())
+            if progress is not None:
+                progress(min(i + batch, len(z)), len(z))
     return torch.cat(outputs)

@@ -126,3 +126,47 @@ def tiny_run_dir(images32, tmp_path_factory) -> Path:
     save_checkpoint(trainer, run_dir)
     export_generator(trainer, run_dir / "generator.pt")
     return run_dir
+
+
+# ---------------------------------------------------------------- the studio in a browser
+# Before any test module imports gradio: nothing may reach the network, and gradio's uploads
+# and served files stay in this run's tmp.
+import os as _os
+import tempfile as _tempfile
+
+for _name, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
+                      ("HF_HUB_DISABLE_TELEMETRY", "1"),
+                      ("GRADIO_TEMP_DIR", _tempfile.mkdtemp(prefix="gradio_test_"))):
+    _os.environ.setdefault(_name, _value)
+
+STUDIO_TINY = dict(resolution=32, width=8, batch_size=4, precision="fp32", memory_format="contiguous")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio_app(tmp_path_factory):
+    """The studio served on a free port over an empty workspace, with previews at every step so
+    galleries fill at once: a namespace of url, workspace, session and demo. Training is stopped
+    (and checkpointed) before the server closes."""
+    from types import SimpleNamespace
+
+    from studio.run import Cadence
+    from studio.session import TrainingSession
+    from studio.ui.app import build_app, launch_options
+
+    workspace = tmp_path_factory.mktemp("workspace")
+    session = TrainingSession(cadence=Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1))
+    demo = build_app(workspace, session)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                **launch_options(workspace))
+    try:
+        yield SimpleNamespace(url=demo.local_url.rstrip("/"), workspace=workspace, session=session, demo=demo)
+    finally:
+        session.stop(timeout=60)
+        demo.close()

@@ -1,0 +1,181 @@
+"""The studio's one training run, in a background thread, observable from any browser tab.
+
+The UI never touches the trainer: it calls start / pause / resume / stop and polls `snapshot()`.
+The thread loops over `TrainingRun.train`, checks the stop and pause events between steps and
+publishes what it did under a lock. Reloading the page or opening a second tab sees the same run.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .models import build_generator
+from .run import Budget, Cadence, TrainingRun, read_log
+from .trainer import StepStats
+
+IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
+    "idle", "starting", "training", "paused", "stopping", "finished", "failed")
+ACTIVE_STATES = (STARTING, TRAINING, PAUSED, STOPPING)
+
+
+class SessionBusy(Exception):
+    """A run is already going; stop it first."""
+
+
+@dataclass
+class Snapshot:
+    """What a browser tab shows, copied out under the lock."""
+    state: str = IDLE
+    run_dir: Path | None = None
+    config: TrainConfig | None = None
+    numerics: str = ""
+    history: list[dict] = field(default_factory=list)   # StepStats as dicts, possibly thinned
+    latest: StepStats | None = None
+    images_per_s: float = 0.0
+    eta_seconds: float | None = None
+    previews: list[Path] = field(default_factory=list)   # grid PNGs, oldest first (the time-lapse)
+    samples: torch.Tensor | None = None                  # the newest fixed-seed samples, [-1, 1]
+    error: str | None = None
+
+
+class TrainingSession:
+    def __init__(self, cadence: Cadence = Cadence(preview_minutes=0.25), history_limit: int = 2000):
+        self.cadence = cadence
+        self.history_limit = history_limit
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._running = threading.Event()     # cleared while paused
+        self._thread: threading.Thread | None = None
+        self._snap = Snapshot()
+        self._budget = Budget()
+        self._generator: tuple[dict, TrainConfig] | None = None   # G_ema state at the newest preview
+        self._trained_seconds = 0.0
+
+    # ------------------------------------------------------------------ commands
+    def start(self, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig, budget: Budget) -> None:
+        self._launch(lambda: TrainingRun.start(dataset_dir, run_dir, config), budget, Path(run_dir))
+
+    def resume(self, run_dir: str | Path, budget: Budget, dataset_dir: str | Path | None = None) -> None:
+        self._launch(lambda: TrainingRun.resume(run_dir, dataset_dir), budget, Path(run_dir))
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._snap.state == TRAINING:
+                self._running.clear()
+                self._snap.state = PAUSED
+
+    def unpause(self) -> None:
+        with self._lock:
+            if self._snap.state == PAUSED:
+                self._snap.state = TRAINING
+                self._running.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the run to end after its current step and checkpoint; wait for it."""
+        with self._lock:
+            if self._snap.state in ACTIVE_STATES:
+                self._snap.state = STOPPING
+        self._stop.set()
+        self._running.set()   # a paused run must wake up to stop
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            snap = copy.copy(self._snap)
+            snap.history = list(self._snap.history)
+            snap.previews = list(self._snap.previews)
+            return snap
+
+    def generator(self) -> tuple[torch.nn.Module, TrainConfig] | None:
+        """A copy of the running (or last) run's G_ema as of its newest preview, for exploring."""
+        with self._lock:
+            if self._generator is None:
+                return None
+            state, config = self._generator
+        generator = build_generator(config)
+        generator.load_state_dict(state)
+        return generator.eval().requires_grad_(False), config
+
+    # ------------------------------------------------------------------ the thread
+    def _launch(self, open_run, budget: Budget, run_dir: Path) -> None:
+        with self._lock:
+            if self._snap.state in ACTIVE_STATES:
+                raise SessionBusy("a training run is already going; stop it first")
+            self._stop.clear()
+            self._running.set()
+            self._budget = budget
+            self._generator = None
+            self._snap = Snapshot(state=STARTING, run_dir=run_dir, history=_thin(read_log(run_dir), self.history_limit),
+                                  previews=sorted((run_dir / "samples").glob("step-*.png")))
+            self._thread = threading.Thread(target=self._work, args=(open_run,), name="training", daemon=True)
+            self._thread.start()
+
+    def _work(self, open_run) -> None:
+        try:
+            run = open_run()
+            with self._lock:
+                self._snap.config = run.trainer.config
+                self._snap.numerics = run.trainer.numerics.describe()
+                if self._snap.state == STARTING:
+                    self._snap.state = TRAINING
+            self._trained_seconds = 0.0
+            run.train(self._budget, self.cadence, should_stop=self._should_stop,
+                      on_step=self._on_step, on_preview=lambda path, images: self._on_preview(run, path, images))
+        except Exception as error:   # shown in the UI; the run's last checkpoint stays on disk
+            traceback.print_exc()
+            with self._lock:
+                self._snap.state = FAILED
+                self._snap.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            return
+        with self._lock:
+            self._snap.state = FINISHED
+
+    def _should_stop(self) -> bool:
+        self._running.wait()          # blocks while paused; the budget's clock is not running
+        return self._stop.is_set()
+
+    def _on_step(self, stats: StepStats) -> None:
+        batch = stats.images_seen / stats.step
+        rate = batch / max(stats.seconds, 1e-9)
+        self._trained_seconds += stats.seconds
+        with self._lock:
+            snap = self._snap
+            snap.latest = stats
+            snap.history.append(dataclasses.asdict(stats))
+            if len(snap.history) > self.history_limit:
+                snap.history = _thin(snap.history, self.history_limit)
+            snap.images_per_s = rate if not snap.images_per_s else 0.9 * snap.images_per_s + 0.1 * rate
+            snap.eta_seconds = self._eta(stats.step, batch, snap.images_per_s)
+
+    def _eta(self, step: int, batch: float, images_per_s: float) -> float | None:
+        """Seconds left, from the smoothed speed; None when the run has no end."""
+        budget, left = self._budget, []
+        if budget.steps is not None and images_per_s > 0:
+            left.append((budget.steps - step) * batch / images_per_s)
+        if budget.minutes is not None:
+            left.append(budget.minutes * 60 - self._trained_seconds)
+        return max(0.0, min(left)) if left else None
+
+    def _on_preview(self, run: TrainingRun, path: Path, images: torch.Tensor) -> None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in run.trainer.G_ema.state_dict().items()}
+        with self._lock:
+            self._snap.previews.append(path)
+            self._snap.samples = images
+            self._generator = (state, run.trainer.config)
+
+
+def _thin(rows: list[dict], limit: int) -> list[dict]:
+    """Keep every other old row once there are too many: plots stay light, the shape stays."""
+    while len(rows) > limit:
+        half = len(rows) // 2
+        rows = rows[:half][::2] + rows[half:]
+    return rows

@@ -1,0 +1,78 @@
+"""The studio page: a header and three tabs over one training session, and how it is served."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..session import ACTIVE_STATES, TrainingSession
+from ..workspace import Workspace
+from .dataset_tab import DatasetTab
+from .explore_tab import ExploreTab
+from .train_tab import TrainTab
+
+# Soft's own fonts ship with gradio; naming the fallbacks keeps the page from fetching web fonts.
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose", neutral_hue="slate",
+                       font=[gr.themes.LocalFont("Montserrat"), "ui-sans-serif", "system-ui", "sans-serif"],
+                       font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"])
+CSS = """
+.gradio-container { max-width: 1320px !important; width: 100% !important; margin: 0 auto; }
+#studio-header h1 { margin-bottom: 0.1em; background: linear-gradient(90deg, #4f46e5, #db2777);
+                    -webkit-background-clip: text; background-clip: text; color: transparent; }
+#studio-header p { margin-top: 0; opacity: 0.8; font-size: 1.05em; }
+#train-status, #explore-status { padding: 10px 14px; border-radius: 10px;
+                                 background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+/* Contact sheets: square thumbnails in exactly `columns` columns, as tall as their rows. Gradio's
+   100 px minimum per thumbnail would push columns out of a narrow column, and its 450 px minimum
+   height leaves a strip of two keyframes floating in empty space. */
+.contact-sheet .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;
+                                 grid-template-rows: none !important; grid-auto-rows: auto !important; }
+.contact-sheet .grid-wrap.fixed-height { min-height: 0 !important; max-height: none !important; }
+.contact-sheet .grid-wrap { padding-top: 36px !important; }   /* below the label, not under it */
+#dataset-gallery .grid-wrap { max-height: 560px !important; }
+/* The colour swatch is otherwise white on white. */
+#dataset-background button { border: 1px solid var(--border-color-primary); min-width: 72px; min-height: 32px; }
+"""
+HEADER = """# GAN Art Studio
+Teach a small GAN your own paintings, right here on this computer — then wander through what it learned."""
+
+
+def build_app(workspace: str | Path = ".", session: TrainingSession | None = None) -> gr.Blocks:
+    """The page for `workspace` (datasets/, checkpoints/, exports/ inside it). `session` is the
+    one training run every browser tab shares; pass your own to control or stop it."""
+    workspace = Workspace(workspace)
+    session = session or TrainingSession()
+    with gr.Blocks(title="GAN Art Studio", analytics_enabled=False) as demo:
+        gr.Markdown(HEADER, elem_id="studio-header")
+        with gr.Tabs():
+            DatasetTab(workspace).render(demo)
+            TrainTab(workspace, session).render()
+            ExploreTab(workspace, session).render()
+    return demo
+
+
+def launch_options(workspace: str | Path) -> dict:
+    """launch() arguments besides host and port: the look, no SSR and no run history (the
+    training poll would fill it), and the workspace servable (galleries and exports live there)."""
+    return dict(theme=THEME, css=CSS, allowed_paths=[str(Workspace(workspace).root)], ssr_mode=False,
+                run_history=False, footer_links=["gradio", "settings"])
+
+
+def launch(workspace: str | Path = ".", host: str = "127.0.0.1", port: int | None = None,
+          open_browser: bool = True) -> int:
+    """Run the studio until Ctrl-C, then stop training with a checkpoint saved. Without `port`,
+    the first free one from 7860 is used."""
+    session = TrainingSession()
+    demo = build_app(workspace, session)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                inbrowser=open_browser, **launch_options(workspace))
+    print(f"GAN Art Studio is running at {demo.local_url}  (workspace: {Workspace(workspace).root}; "
+          f"Ctrl-C to stop)", flush=True)
+    try:
+        demo.block_thread()       # returns on Ctrl-C
+    finally:
+        if session.snapshot().state in ACTIVE_STATES:
+            print("Stopping training; saving a checkpoint…", flush=True)
+        session.stop()
+        demo.close()
+    return 0

@@ -1,0 +1,239 @@
+"""Train tab: set up a run, start / pause / stop it, and watch it learn.
+
+There is one TrainingSession per studio process, so every browser tab shows the same run. A
+timer polls its snapshot once a second; parts that did not change are skipped, so an idle page
+costs almost nothing and the galleries do not flicker.
+"""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from ..config import AUGMENTATIONS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
+from ..data import DatasetError, read_manifest
+from ..render import to_pil_images
+from ..run import PREVIEW_SEEDS, Budget, preview_step
+from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, STOPPING, TRAINING, \
+    SessionBusy, Snapshot, TrainingSession
+from ..workspace import Workspace, folder_name, run_step
+
+RESOLUTIONS = (32, 64, 128, 256)
+MODEL_SIZES = [("Tiny · 8", 8), ("Small · 16", 16), ("Medium · 32", 32), ("Large · 64", 64)]
+SAMPLES_SHOWN = 16
+TIMELAPSE_SHOWN = 8
+PLOT_COLUMNS = ["step", "value", "series"]
+
+
+class TrainTab:
+    def __init__(self, workspace: Workspace, session: TrainingSession):
+        self.workspace = workspace
+        self.session = session
+
+    # ------------------------------------------------------------------ layout
+    def render(self) -> None:
+        with gr.Tab("2 · Train", id="train") as tab:
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=320):
+                    dataset = gr.Dropdown(label="Dataset", choices=[], elem_id="train-dataset",
+                                          info="Paintings added in the Dataset tab.")
+                    resolution = gr.Radio(list(RESOLUTIONS), value=64, label="Resolution (px)",
+                                          info="Each doubling costs about 4x the time.", elem_id="train-resolution")
+                    width = gr.Radio(MODEL_SIZES, value=32, label="Model size", elem_id="train-model-size",
+                                     info="Bigger learns more detail, slower.")
+                    with gr.Row():
+                        unit = gr.Radio(["minutes", "steps"], value="minutes", label="Train for",
+                                        elem_id="train-duration-unit", scale=3)
+                        amount = gr.Number(20, minimum=1, precision=0, label="How many", elem_id="train-duration",
+                                           scale=2, min_width=90)
+                    name = gr.Textbox(label="Run name", placeholder="automatic: dataset-resolution",
+                                      elem_id="train-run-name")
+                    with gr.Accordion("More settings", open=False):
+                        loss = gr.Dropdown(list(LOSSES), value=TrainConfig.loss, label="Loss",
+                                           info="hinge is a safe default.", elem_id="train-loss")
+                        augment = gr.Checkbox(True, label="Augment (recommended for under 2,000 paintings)",
+                                              elem_id="train-augment")
+                        batch = gr.Number(TrainConfig.batch_size, minimum=2, maximum=256, precision=0,
+                                          label="Batch size", elem_id="train-batch")
+                        precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision",
+                                             info="auto measures what is fastest here, once.",
+                                             elem_id="train-precision")
+                        layout = gr.Radio(list(MEMORY_FORMATS), value="auto", label="Memory layout",
+                                          elem_id="train-memory-format")
+                        seed = gr.Number(0, precision=0, label="Seed", elem_id="train-seed")
+                    with gr.Row():
+                        start = gr.Button("Start", variant="primary", elem_id="train-start", min_width=70)
+                        pause = gr.Button("Pause", elem_id="train-pause", min_width=70)
+                        unpause = gr.Button("Resume", elem_id="train-resume", min_width=70)
+                        stop = gr.Button("Stop", variant="stop", elem_id="train-stop", min_width=70)
+                    with gr.Accordion("Continue an earlier run", open=False):
+                        earlier = gr.Dropdown(label="Run", choices=[], elem_id="train-resume-run",
+                                              info="Trains on from its newest checkpoint, for the time set above.")
+                        resume = gr.Button("Continue training", elem_id="train-continue")
+                with gr.Column(scale=2, min_width=420):
+                    status = gr.Markdown(status_line(Snapshot()), elem_id="train-status")
+                    samples = gr.Gallery(label="Newest samples: the same seeds every time", columns=8,
+                                         format="png", elem_id="sample-gallery", elem_classes="contact-sheet")
+                    plot = gr.LinePlot(None, x="step", y="value", color="series",
+                                       y_title="loss, or augmentation p", color_title="", height=300,
+                                       title="Losses and augmentation", show_label=False, visible=False,
+                                       elem_id="loss-plot")
+                    timelapse = gr.Gallery(label="Time-lapse: the 64 preview seeds as training went on",
+                                           columns=TIMELAPSE_SHOWN, elem_id="train-timelapse",
+                                           elem_classes="contact-sheet")
+            seen = gr.State(None)        # what this browser tab has been sent (see poll)
+            timer = gr.Timer(1.0)
+        buttons = [start, pause, unpause, stop, resume]
+        live = [status, plot, samples, timelapse, *buttons, seen]
+        settings = [dataset, name, resolution, width, loss, augment, unit, amount, batch, precision, layout, seed]
+        start.click(self.start, settings, status, api_name="train_start")
+        resume.click(self.resume, [earlier, unit, amount], status, api_name="train_resume")
+        pause.click(self.pause, None, status, api_name="train_pause")
+        unpause.click(self.unpause, None, status, api_name="train_unpause")
+        stop.click(self.stop, None, status, api_name="train_stop")
+        timer.tick(self.poll, seen, live, api_name="train_poll", show_progress="hidden")
+        tab.select(self.refresh, dataset, [dataset, earlier, plot, seen], api_name="train_tab")
+
+    # ------------------------------------------------------------------ commands
+    def refresh(self, current: str | None):
+        """The dataset and run lists as they are on disk now (the newest dataset by default). The
+        plot is hidden and the live view forgotten, so the next poll draws the plot afresh: one
+        drawn while its tab was hidden keeps a height of zero."""
+        datasets = self.workspace.dataset_names()
+        runs = [(f"{name} · step {run_step(self.workspace.run_dir(name))}", name)
+                for name in self.workspace.run_names(resumable=True)]
+        value = current if current in datasets else next(iter(datasets), None)
+        return (gr.Dropdown(choices=datasets, value=value), gr.Dropdown(choices=runs, value=None),
+                gr.LinePlot(visible=False), None)
+
+    def start(self, dataset: str | None, name: str, resolution: int, width: int, loss: str, augment: bool,
+              unit: str, amount: float, batch: float, precision: str, layout: str, seed: float) -> str:
+        if not dataset:
+            raise gr.Error("Pick a dataset first, or add one in the Dataset tab.")
+        try:
+            dataset_dir = self.workspace.dataset_dir(dataset)
+            stored = read_manifest(dataset_dir)["resolution"]
+            if stored < int(resolution):
+                raise gr.Error(f"{dataset} is stored at {stored} px: train at {stored} px or less, or add the "
+                               f"paintings again under a new name with a larger stored size.")
+            run_name = folder_name(name) if name and name.strip() else \
+                self.workspace.unused_run_name(f"{dataset}-{resolution}px")
+            run_dir = self.workspace.run_dir(run_name)
+            if run_step(run_dir) is not None:
+                raise gr.Error(f"A run called {run_name} already exists: continue it below, or choose another name.")
+            config = TrainConfig(resolution=int(resolution), width=int(width), batch_size=int(batch), loss=loss,
+                                 augment=AUGMENTATIONS if augment else (), flip=bool(augment),
+                                 precision=precision, memory_format=layout, seed=int(seed))
+            self.session.start(dataset_dir, run_dir, config, _budget(unit, amount, already=0))
+        except (ConfigError, DatasetError, SessionBusy) as error:
+            raise gr.Error(str(error)) from None
+        return status_line(self.session.snapshot())
+
+    def resume(self, run_name: str | None, unit: str, amount: float) -> str:
+        if not run_name:
+            raise gr.Error("Pick the run to continue.")
+        run_dir = self.workspace.run_dir(run_name)
+        try:
+            self.session.resume(run_dir, _budget(unit, amount, already=run_step(run_dir) or 0))
+        except SessionBusy as error:
+            raise gr.Error(str(error)) from None
+        return status_line(self.session.snapshot())
+
+    def pause(self) -> str:
+        self.session.pause()
+        return status_line(self.session.snapshot())
+
+    def unpause(self) -> str:
+        self.session.unpause()
+        return status_line(self.session.snapshot())
+
+    def stop(self) -> str:
+        """Returns once the run has saved its checkpoint."""
+        self.session.stop()
+        return status_line(self.session.snapshot())
+
+    # ------------------------------------------------------------------ the live view
+    def poll(self, seen: tuple | None):
+        """Status, plot, samples, time-lapse and button states, each only when it changed since
+        this browser tab last looked (`seen` is that tab's memory)."""
+        snap = self.session.snapshot()
+        run = str(snap.run_dir)
+        step = snap.latest.step if snap.latest else 0
+        now = (run, snap.state, step, len(snap.previews))
+        before = seen or (None, None, None, None)
+        if now[:3] == before[:3]:
+            plot = gr.skip()
+        else:   # hidden while empty: an empty plot draws as a broken frame
+            plot = gr.LinePlot(_loss_frame(snap.history), visible=bool(snap.history))
+        if (run, len(snap.previews)) != (before[0], before[3]):
+            samples, timelapse = _samples(snap), _timelapse(snap)
+        else:
+            samples = timelapse = gr.skip()
+        buttons = _buttons(snap.state) if (run, snap.state) != before[:2] else [gr.skip()] * 5
+        return status_line(snap), plot, samples, timelapse, *buttons, now
+
+
+def _budget(unit: str, amount: float, already: int) -> Budget:
+    """`amount` more minutes, or `amount` more steps after the `already` done."""
+    if not amount or amount <= 0:
+        raise gr.Error("Set how long to train: a number above zero.")
+    return Budget(minutes=float(amount)) if unit == "minutes" else Budget(steps=already + int(amount))
+
+
+def status_line(snap: Snapshot) -> str:
+    """One line an artist can read at a glance: what the run is doing and how fast."""
+    run = f"**{snap.run_dir.name}**" if snap.run_dir else ""
+    if snap.state == IDLE:
+        return "Ready — pick a dataset and a size, then press **Start**."
+    if snap.state == STARTING:
+        return f"Starting {run}: loading paintings, and on the first run measuring what is fastest here…"
+    if snap.state == FAILED:
+        return f"**Training failed** ({run}): {snap.error}"
+    words = {TRAINING: "Training", PAUSED: "Paused", STOPPING: "Stopping, saving a checkpoint…",
+             FINISHED: "Finished, checkpoint saved"}[snap.state]
+    parts = [f"{words} {run}"]
+    if snap.latest:
+        parts.append(f"step {snap.latest.step:,}")
+        if snap.state in ACTIVE_STATES:
+            parts.append(f"{snap.images_per_s:.1f} images/s")
+            if snap.eta_seconds is not None:
+                parts.append(f"ETA {_duration(snap.eta_seconds)}")
+    if snap.numerics:
+        parts.append(snap.numerics)
+    if snap.state == FINISHED:
+        parts.append("explore it in the Explore tab")
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def _loss_frame(history: list[dict]) -> pd.DataFrame:
+    """Long format, as gr.LinePlot wants: one row per (step, series). The types are explicit
+    because an empty frame's would be guessed as text, and the plot would treat steps as labels."""
+    rows = [(row["step"], row[key], series) for row in history
+            for key, series in (("loss_g", "G loss"), ("loss_d", "D loss"), ("augment_p", "augment p"))]
+    return pd.DataFrame(rows, columns=PLOT_COLUMNS).astype({"step": int, "value": float, "series": str})
+
+
+def _samples(snap: Snapshot) -> list[tuple]:
+    if snap.samples is None:
+        return []
+    images = to_pil_images(snap.samples[:SAMPLES_SHOWN])
+    return [(image, f"seed {seed}") for seed, image in zip(PREVIEW_SEEDS, images)]
+
+
+def _timelapse(snap: Snapshot) -> list[tuple[str, str]]:
+    """The newest preview grids; a run's last preview can repeat its periodic one, so once each."""
+    newest = list(dict.fromkeys(snap.previews))[-TIMELAPSE_SHOWN:]
+    return [(str(path), f"step {preview_step(path):,}") for path in newest]
+
+
+def _buttons(state: str) -> list[gr.Button]:
+    """Start, Pause, Resume, Stop, Continue: only what makes sense now can be pressed."""
+    active = state in ACTIVE_STATES
+    return [gr.Button(interactive=not active), gr.Button(interactive=state == TRAINING),
+            gr.Button(interactive=state == PAUSED), gr.Button(interactive=state in (TRAINING, PAUSED)),
+            gr.Button(interactive=not active)]

@@ -1,0 +1,148 @@
+"""The whole path an artist takes, in a real browser (Debian's Chromium through Playwright):
+drop a folder of paintings, train a tiny model, pick keyframes, download a GIF and an MP4.
+
+Screenshots of each tab go to assets/ for the README (and for a person to look at)."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import imageio.v3 as iio
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMOJI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "emoji"
+FRAMES = 16
+TIMEOUT_MS = 90_000        # only guards against a hung page; every wait is on a condition
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                     "(apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(not EMOJI.is_dir(), reason=f"needs the emoji images at {EMOJI}"),
+]
+
+
+@pytest.fixture
+def paintings(tmp_path) -> Path:
+    """24 real emoji and one stray text file, as an artist's folder might hold."""
+    folder = tmp_path / "my paintings"
+    folder.mkdir()
+    for source in sorted(EMOJI.glob("*.png"))[:24]:
+        shutil.copy(source, folder)
+    (folder / "notes.txt").write_text("a shopping list, not a painting")
+    return folder
+
+
+@pytest.fixture
+def page(studio_app):
+    """A page on the studio that records every request leaving this machine."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(TIMEOUT_MS)
+        page.outside = []
+        page.on("request", lambda request: _record_outside(request.url, page.outside))
+        page.goto(studio_app.url)
+        yield page
+        browser.close()
+
+
+def _record_outside(url: str, outside: list[str]) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https", "ws", "wss") and parsed.hostname not in ("127.0.0.1", "localhost"):
+        outside.append(url)
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick an option of a gradio Dropdown."""
+    page.locator(f"#{elem_id} input").click()
+    exactly = re.compile(rf"^\W*{re.escape(option)}\s*$")      # an option's text starts with a tick mark
+    page.locator("[data-testid=dropdown-option]").filter(has_text=exactly).click()
+
+
+def radio(page, elem_id: str, label: str) -> None:
+    page.locator(f"#{elem_id}").get_by_text(label, exact=True).click()
+
+
+def fill_number(page, elem_id: str, value: int) -> None:
+    field = page.locator(f"#{elem_id} input[type=number]")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def thumbnails(page, elem_id: str):
+    return page.locator(f"#{elem_id} button.thumbnail-item")
+
+
+def download(page, button_id: str, suffix: str, folder: Path) -> Path:
+    """Export with the button, wait for the file to be offered, and download it."""
+    page.locator(f"#{button_id}").click()
+    link = page.locator(f"#explore-download a[download$='{suffix}']")
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    path = folder / info.value.suggested_filename
+    info.value.save_as(path)
+    return path
+
+
+def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, paintings, tmp_path):
+    from playwright.sync_api import expect
+
+    # 1. Dataset: drop the folder, name it, store at 64 px.
+    page.locator("#dataset-upload input[type=file]").set_input_files(str(paintings))
+    page.locator("#dataset-name").get_by_role("textbox").fill("emoji test")
+    page.get_by_text("Options", exact=True).click()
+    radio(page, "dataset-resolution", "64")
+    page.locator("#dataset-ingest").click()
+    expect(page.locator("#dataset-summary")).to_contain_text("Accepted 24, rejected 1", timeout=TIMEOUT_MS)
+    expect(thumbnails(page, "dataset-gallery")).to_have_count(24)
+    expect(page.locator("#dataset-rejected")).to_contain_text("not an image")
+    page.screenshot(path=str(ASSETS / "screenshot-dataset.png"), full_page=True)
+
+    # 2. Train a tiny model for a few steps.
+    page.get_by_role("tab", name="2 · Train").click()
+    expect(page.locator("#train-dataset input")).to_have_value("emoji-test")
+    radio(page, "train-resolution", "32")
+    radio(page, "train-model-size", "Tiny · 8")
+    radio(page, "train-duration-unit", "steps")
+    fill_number(page, "train-duration", 40)
+    page.get_by_text("More settings", exact=True).click()
+    fill_number(page, "train-batch", 4)
+    radio(page, "train-precision", "fp32")
+    radio(page, "train-memory-format", "contiguous")
+    page.locator("#train-start").click()
+    expect(page.locator("#train-status")).to_contain_text("Finished", timeout=TIMEOUT_MS)
+    expect(page.locator("#train-status")).to_contain_text("step 40")
+    expect(thumbnails(page, "sample-gallery")).to_have_count(16)
+    expect(page.locator("#loss-plot canvas, #loss-plot svg").first).to_be_visible()
+    expect(thumbnails(page, "train-timelapse").first).to_be_visible()
+    page.get_by_text("More settings", exact=True).click()       # fold it away again for the picture
+    page.screenshot(path=str(ASSETS / "screenshot-train.png"), full_page=True)
+
+    # 3. Explore the saved run: two keyframes, a GIF and an MP4.
+    page.get_by_role("tab", name="3 · Explore").click()
+    choose(page, "explore-model", "emoji-test-32px")
+    expect(page.locator("#explore-status")).to_contain_text("emoji-test-32px · 32 px")
+    samples = thumbnails(page, "explore-gallery")
+    expect(samples).to_have_count(16)
+    samples.nth(1).click()
+    expect(thumbnails(page, "explore-keyframes")).to_have_count(1)
+    samples.nth(6).click()
+    expect(thumbnails(page, "explore-keyframes")).to_have_count(2)
+    fill_number(page, "explore-frames", FRAMES)
+    page.locator("#explore-preview").click()
+    expect(page.locator("#explore-animation img")).to_be_visible(timeout=TIMEOUT_MS)
+    gif = download(page, "explore-export-gif", ".gif", tmp_path)
+    mp4 = download(page, "explore-export-mp4", ".mp4", tmp_path)
+    page.screenshot(path=str(ASSETS / "screenshot-explore.png"), full_page=True)
+
+    assert iio.imread(gif, index=None).shape[:3] == (FRAMES, 256, 256)
+    assert len(iio.imread(mp4, index=None, plugin="FFMPEG")) == FRAMES
+    assert page.outside == [], f"the page reached beyond this machine: {page.outside[:5]}"

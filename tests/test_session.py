@@ -1,0 +1,118 @@
+"""The background training session: start, pause, resume, stop, failures, exploring the live run."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from conftest import TINY
+from studio.checkpoint import list_checkpoints
+from studio.config import TrainConfig
+from studio.run import Budget, Cadence
+from studio.session import FAILED, FINISHED, PAUSED, TRAINING, SessionBusy, TrainingSession
+
+FAST = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1)
+
+
+def wait_for(condition, timeout: float = 60.0):
+    """Poll until condition() is truthy; the timeout only guards against a hung test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def session():
+    s = TrainingSession(cadence=FAST)
+    yield s
+    s.stop(timeout=30)
+
+
+def test_a_run_trains_to_its_budget_and_leaves_a_checkpoint(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=4))
+    snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
+    assert snap.latest.step == 4
+    assert [row["step"] for row in snap.history] == [1, 2, 3, 4]
+    assert snap.numerics == "cpu fp32 contiguous"
+    assert snap.samples is not None and snap.samples.shape == (64, 3, 32, 32)
+    assert len(snap.previews) >= 1 and all(p.exists() for p in snap.previews)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-000000004.pt"]
+
+
+def test_pause_holds_the_step_count_and_resume_continues(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget())
+    wait_for(lambda: (s := session.snapshot()).latest and s.latest.step >= 2)
+    session.pause()
+    assert session.snapshot().state == PAUSED
+    held = wait_for(lambda: session.snapshot().latest.step)
+    time.sleep(0.3)   # a paused run must not advance; give it the chance to
+    assert session.snapshot().latest.step <= held + 1
+    session.unpause()
+    assert session.snapshot().state == TRAINING
+    wait_for(lambda: session.snapshot().latest.step >= held + 3)
+    session.stop()
+    snap = session.snapshot()
+    assert snap.state == FINISHED
+    assert list_checkpoints(tmp_path / "run")[-1].name == f"step-{snap.latest.step:09d}.pt"
+
+
+def test_stop_while_paused_saves_and_ends(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget())
+    wait_for(lambda: (s := session.snapshot()).latest and s.latest.step >= 1)
+    session.pause()
+    session.stop(timeout=30)
+    assert session.snapshot().state == FINISHED
+    assert list_checkpoints(tmp_path / "run")
+
+
+def test_only_one_run_at_a_time(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "a", TrainConfig(**TINY), Budget())
+    with pytest.raises(SessionBusy):
+        session.start(dataset32, tmp_path / "b", TrainConfig(**TINY), Budget())
+
+
+def test_resume_continues_from_the_checkpoint_with_its_history(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=3))
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    session.resume(tmp_path / "run", Budget(steps=5))
+    snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
+    assert snap.latest.step == 5
+    assert [row["step"] for row in snap.history] == [1, 2, 3, 4, 5]
+
+
+def test_an_error_in_the_thread_is_reported_and_the_last_checkpoint_kept(session, dataset32, tmp_path, monkeypatch):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=2))
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    kept = list_checkpoints(tmp_path / "run")
+
+    from studio import trainer as trainer_module
+
+    def broken_step(self):
+        raise RuntimeError("out of memory while training")
+    monkeypatch.setattr(trainer_module.Trainer, "step", broken_step)
+    session.resume(tmp_path / "run", Budget(steps=10))
+    snap = wait_for(lambda: (s := session.snapshot()).state == FAILED and s)
+    assert "out of memory while training" in snap.error
+    assert list_checkpoints(tmp_path / "run") == kept
+
+
+def test_a_missing_dataset_fails_with_its_message(session, tmp_path):
+    session.start(tmp_path / "nowhere", tmp_path / "run", TrainConfig(**TINY), Budget(steps=2))
+    snap = wait_for(lambda: (s := session.snapshot()).state == FAILED and s)
+    assert "not a dataset" in snap.error
+
+
+def test_the_live_generator_renders_what_the_previews_show(session, dataset32, tmp_path):
+    assert session.generator() is None
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=3))
+    snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
+    generator, config = session.generator()
+    from studio.latent import seeds_to_z
+    with torch.no_grad():
+        rendered = generator(seeds_to_z(list(range(4)), config.z_dim)).clamp(-1, 1)
+    torch.testing.assert_close(rendered, snap.samples[:4], atol=1e-5, rtol=0)

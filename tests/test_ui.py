@@ -1,0 +1,269 @@
+"""The studio's event functions called as plain Python, then the served app through gradio_client.
+
+The browser itself is driven in test_browser.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from conftest import STUDIO_TINY, free_port
+from studio.checkpoint import list_checkpoints
+from studio.config import TrainConfig
+from studio.run import Budget, Cadence
+from studio.session import FAILED, FINISHED, TrainingSession
+from studio.ui.dataset_tab import DatasetTab
+from studio.ui.explore_tab import LIVE, ExploreTab
+from studio.ui.train_tab import TrainTab, status_line
+from studio.workspace import Workspace, folder_name
+
+FAST = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1)
+
+
+def no_progress(*args, **kwargs):
+    pass
+
+
+def wait_for(condition, timeout: float = 90.0):
+    """Poll until condition() is truthy; the timeout only guards against a hung test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def settings(dataset: str, **changes) -> dict:
+    """The Train tab's inputs for a tiny run of a few steps."""
+    values = dict(dataset=dataset, name="", resolution=32, width=8, loss="hinge", augment=True, unit="steps",
+                  amount=3, batch=4, precision="fp32", layout="contiguous", seed=0)
+    return {**values, **changes}
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Workspace:
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def session():
+    s = TrainingSession(cadence=FAST)
+    yield s
+    s.stop(timeout=60)
+
+
+@pytest.fixture
+def ingested(workspace, shapes_dir) -> str:
+    DatasetTab(workspace).ingest(sorted(str(p) for p in shapes_dir.iterdir()), None, "shapes", 64, "crop",
+                                 "#ffffff", progress=no_progress)
+    return "shapes"
+
+
+# ---------------------------------------------------------------- dataset tab
+def test_a_dropped_folder_is_ingested_with_rejections_explained(workspace, shapes_dir, tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "notes.txt").write_text("not a painting")
+    shutil.copy(shapes_dir / "shape00.png", extra / "copy.png")
+    folder = sorted(str(p) for p in shapes_dir.iterdir())
+    pick, summary, gallery, rejected, *emptied = DatasetTab(workspace).ingest(
+        folder[::-1], [str(extra / "notes.txt"), str(extra / "copy.png")], "My shapes!", 64, "pad", "#102030",
+        progress=no_progress)
+    assert pick.value == "My-shapes" and "My-shapes" in [value for _, value in pick.choices]
+    assert "**24 paintings**" in summary and "Accepted **24**, rejected **2**" in summary
+    assert len(gallery) == 24 and all(path.endswith(".png") for path in gallery)
+    reasons = dict(rejected.value["data"])
+    assert reasons["notes.txt"] == "not an image" and reasons["copy.png"].startswith("duplicate of")
+    assert rejected.visible and emptied == [None, None]
+
+
+def test_an_existing_dataset_shows_again_and_an_empty_drop_is_refused(workspace, ingested):
+    tab = DatasetTab(workspace)
+    pick, summary, gallery, rejected = tab.refresh(None)
+    assert pick.value == ingested and "**24 paintings**" in summary and len(gallery) == 24
+    assert not rejected.visible
+    with pytest.raises(gr.Error, match="Drop a folder"):
+        tab.ingest(None, [], "x", 64, "crop", "#ffffff", progress=no_progress)
+
+
+def test_ingest_options_that_clash_with_the_dataset_are_explained(workspace, ingested, shapes_dir):
+    with pytest.raises(gr.Error, match="resolution"):
+        DatasetTab(workspace).ingest([str(shapes_dir / "shape01.png")], None, ingested, 128, "crop", "#ffffff",
+                                     progress=no_progress)
+
+
+# ---------------------------------------------------------------- train tab
+def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session, ingested):
+    tab = TrainTab(workspace, session)
+    dataset, earlier, plot, seen = tab.refresh(None)
+    assert dataset.value == ingested
+    tab.start(**settings(ingested))
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    status, plot, samples, timelapse, *buttons, seen = tab.poll(None)
+    assert status.startswith("Finished, checkpoint saved **shapes-32px**") and "step 3" in status
+    assert "cpu fp32 contiguous" in status
+    assert plot.visible and sorted(set(step for step, _, _ in plot.value["data"])) == [1, 2, 3]
+    assert {series for _, _, series in plot.value["data"]} == {"G loss", "D loss", "augment p"}
+    assert len(samples) == 16 and samples[0][1] == "seed 0"
+    assert np.asarray(samples[0][0]).std() > 0            # a picture, not a flat tile
+    assert timelapse and timelapse[-1][1] == "step 3"
+    assert buttons[0].interactive and not buttons[3].interactive   # Start yes, Stop no
+    again = tab.poll(seen)
+    assert all(isinstance(part, type(gr.skip())) for part in again[1:-1])   # nothing changed, nothing sent
+    assert tab.refresh(ingested)[1].choices == [("shapes-32px · step 3", "shapes-32px")]
+
+
+def test_start_refuses_what_cannot_work(workspace, session, ingested):
+    tab = TrainTab(workspace, session)
+    with pytest.raises(gr.Error, match="Pick a dataset"):
+        tab.start(**settings(None))
+    with pytest.raises(gr.Error, match="stored at 64 px"):
+        tab.start(**settings(ingested, resolution=128))
+    with pytest.raises(gr.Error, match="above zero"):
+        tab.start(**settings(ingested, amount=0))
+
+
+def test_continuing_a_run_trains_more_steps_from_its_checkpoint(workspace, session, ingested):
+    tab = TrainTab(workspace, session)
+    tab.start(**settings(ingested, name="again"))
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    tab.resume("again", "steps", 2)
+    snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
+    assert snap.latest.step == 5
+
+
+def test_a_failed_run_shows_its_error_in_the_status(workspace, session):
+    session.start(workspace.dataset_dir("gone"), workspace.run_dir("r"), TrainConfig(**STUDIO_TINY), Budget(steps=2))
+    wait_for(lambda: session.snapshot().state == FAILED)
+    assert status_line(session.snapshot()).startswith("**Training failed** (**r**): DatasetError")
+
+
+def test_the_workspace_lists_runs_newest_first_and_finds_free_names(workspace, tiny_run_dir):
+    for age, name in ((100, "old"), (50, "new")):
+        shutil.copytree(tiny_run_dir, workspace.run_dir(name))
+        for file in workspace.run_dir(name).rglob("*.pt"):
+            os.utime(file, (time.time() - age,) * 2)
+    workspace.run_dir("empty").mkdir()                     # a folder without a model is no run
+    assert workspace.run_names() == workspace.run_names(resumable=True) == ["new", "old"]
+    (workspace.run_dir("old") / "generator.pt").touch()    # a fresh export: newest to explore, not to resume
+    assert workspace.run_names() == ["old", "new"] and workspace.run_names(resumable=True) == ["new", "old"]
+    assert workspace.unused_run_name("new") == "new-2" and workspace.unused_run_name("fresh") == "fresh"
+    assert workspace.dataset_names() == []
+
+
+def test_folder_names_are_safe():
+    assert folder_name("  Été / 2024 ") == "Été-2024"
+    with pytest.raises(Exception, match="letter or digit"):
+        folder_name("../..")
+
+
+# ---------------------------------------------------------------- explore tab
+@pytest.fixture
+def explore(workspace, session, tiny_run_dir) -> ExploreTab:
+    shutil.copytree(tiny_run_dir, workspace.run_dir("tiny"))
+    return ExploreTab(workspace, session)
+
+
+def test_explore_shows_samples_by_seed_and_collects_keyframes(explore):
+    model = explore.refresh(None)
+    assert model.value == "tiny" and model.choices == [("tiny", "tiny")]   # no live run yet
+    gallery, status, keyframes = explore.show("tiny", [0, 1, 2], [], 1.0)
+    assert [caption for _, caption in gallery] == ["seed 0", "seed 1", "seed 2"] and keyframes == []
+    first, second = (np.asarray(image, dtype=float) for image, _ in gallery[:2])
+    assert np.abs(first - second).mean() > 1                 # different seeds, different pictures
+    calmer, _, _ = explore.show("tiny", [0], [], 0.3)
+    assert not np.array_equal(np.asarray(calmer[0][0]), np.asarray(gallery[0][0]))
+    chosen, view = explore.add_keyframe("tiny", [7, 8, 9], [5], 1.0, gr.SelectData(None, {"index": 2, "value": None}))
+    assert chosen == [5, 9] and [caption for _, caption in view] == ["#1 · 5", "#2 · 9"]
+
+
+def test_explore_exports_a_walk_between_keyframes(explore, workspace):
+    gif = explore.export("gif", "tiny", [3, 11], 8, 10, True, 0.8, progress=no_progress)
+    frames = iio.imread(gif, index=None)
+    assert frames.shape[:3] == (8, 256, 256)
+    assert np.abs(frames[0].astype(float) - frames[4].astype(float)).mean() > 1   # it moves
+    sidecar = json.loads(Path(gif).with_suffix(".json").read_text())
+    assert sidecar["seeds"] == [3, 11] and sidecar["frames"] == 8 and sidecar["loop"] is True
+    assert explore.export("gif", "tiny", [3, 11], 8, 10, True, 0.8, progress=no_progress) == gif  # reused
+    mp4 = explore.export("mp4", "tiny", [3, 11], 8, 10, True, 0.8, progress=no_progress)
+    assert mp4.endswith(".mp4") and len(iio.imread(mp4, index=None, plugin="FFMPEG")) == 8
+    with pytest.raises(gr.Error, match="at least two"):
+        explore.export("zip", "tiny", [3], 8, 10, True, 1.0, progress=no_progress)
+
+
+def test_explore_without_a_model_says_what_to_do(workspace, session):
+    tab = ExploreTab(workspace, session)
+    assert tab.refresh(None).value is None
+    assert tab.show(None, [0], [], 1.0)[1].startswith("**Nothing to explore yet**")
+    assert "no samples yet" in tab.show(LIVE, [0], [], 1.0)[1]
+
+
+# ---------------------------------------------------------------- the served app, via gradio_client
+def test_the_served_app_ingests_trains_and_reports_through_its_api(studio_app, shapes_dir):
+    from gradio_client import Client, handle_file
+
+    client = Client(studio_app.url, verbose=False)
+    files = [handle_file(str(p)) for p in sorted(shapes_dir.iterdir())[:12]]
+    pick, summary, gallery, rejected, *_ = client.predict(files, None, "api shapes", 64, "crop", "#ffffff",
+                                                      api_name="/ingest")
+    assert pick["value"] == "api-shapes" and "Accepted **12**, rejected **0**" in summary and len(gallery) == 12
+    client.predict(None, api_name="/train_tab")      # as opening the tab does: the dataset list is read
+    status = client.predict(*settings("api-shapes").values(), api_name="/train_start")
+    assert "api-shapes-32px" in status
+    status = wait_for(lambda: (s := client.predict(api_name="/train_poll")[0]).startswith("Finished") and s)
+    assert "step 3" in status
+    client.predict(None, api_name="/explore_tab")
+    with pytest.raises(Exception, match="at least two samples"):
+        client.predict("api-shapes-32px", 8, 10, True, 1.0, api_name="/explore_export_gif")
+
+
+# ---------------------------------------------------------------- python -m studio
+def collect_output(process: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """Read the process's output lines into a list, in the background, until it closes."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def test_python_dash_m_studio_serves_and_ctrl_c_saves_the_training(tmp_path, shapes_dir):
+    from gradio_client import Client, handle_file
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "studio", "--no-browser", "--port", str(port), "--workspace", str(tmp_path / "ws")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=os.environ.copy())
+    lines, reader = collect_output(process)
+    try:
+        url = wait_for(lambda: next((line for line in list(lines) if "running at" in line), None), timeout=120)
+        assert f"http://127.0.0.1:{port}" in url
+        client = Client(f"http://127.0.0.1:{port}", verbose=False)
+        client.predict([handle_file(str(p)) for p in sorted(shapes_dir.iterdir())[:8]], None, "cli", 64, "crop",
+                       "#ffffff", api_name="/ingest")
+        client.predict(None, api_name="/train_tab")
+        client.predict(*settings("cli", unit="minutes", amount=60).values(), api_name="/train_start")
+        wait_for(lambda: "step" in client.predict(api_name="/train_poll")[0])
+        process.send_signal(signal.SIGINT)                 # Ctrl-C
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert process.returncode == 0, output
+    assert "saving a checkpoint" in output and "Traceback" not in output
+    assert list_checkpoints(tmp_path / "ws" / "checkpoints" / "cli-32px")
