@@ -5,7 +5,12 @@ format are fixed), so the "auto" speed probe never runs unless a test asks for i
 """
 from __future__ import annotations
 
+import os
+import socket
+import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +20,15 @@ from PIL import Image, ImageDraw
 from studio.config import TrainConfig
 from studio.data import IngestOptions, ingest
 from studio.numerics import Numerics
+from studio.run import Cadence
 from studio.trainer import Trainer
+
+# Before any test module imports gradio: nothing may reach the network, and gradio's uploads
+# and served files stay in this run's tmp.
+for _name, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
+                      ("HF_HUB_DISABLE_TELEMETRY", "1"),
+                      ("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="gradio_test_"))):
+    os.environ.setdefault(_name, _value)
 
 RES = 32
 TINY = dict(resolution=RES, width=8, batch_size=4, z_dim=16, device="cpu",
@@ -128,22 +141,28 @@ def tiny_run_dir(images32, tmp_path_factory) -> Path:
     return run_dir
 
 
+# ---------------------------------------------------------------- background work
+# Preview after every step and log every step, so tests see results after a few tiny steps.
+FAST_CADENCE = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1)
+
+
+def wait_for(condition, timeout: float = 90.0):
+    """Poll until condition() is truthy and return its value; the timeout only guards against
+    a hung test, it is not a speed requirement."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
 # ---------------------------------------------------------------- the studio in a browser
-# Before any test module imports gradio: nothing may reach the network, and gradio's uploads
-# and served files stay in this run's tmp.
-import os as _os
-import tempfile as _tempfile
-
-for _name, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
-                      ("HF_HUB_DISABLE_TELEMETRY", "1"),
-                      ("GRADIO_TEMP_DIR", _tempfile.mkdtemp(prefix="gradio_test_"))):
-    _os.environ.setdefault(_name, _value)
-
 STUDIO_TINY = dict(resolution=32, width=8, batch_size=4, precision="fp32", memory_format="contiguous")
 
 
 def free_port() -> int:
-    import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -154,14 +173,11 @@ def studio_app(tmp_path_factory):
     """The studio served on a free port over an empty workspace, with previews at every step so
     galleries fill at once: a namespace of url, workspace, session and demo. Training is stopped
     (and checkpointed) before the server closes."""
-    from types import SimpleNamespace
-
-    from studio.run import Cadence
     from studio.session import TrainingSession
     from studio.ui.app import build_app, launch_options
 
     workspace = tmp_path_factory.mktemp("workspace")
-    session = TrainingSession(cadence=Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1))
+    session = TrainingSession(cadence=FAST_CADENCE)
     demo = build_app(workspace, session)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                 **launch_options(workspace))

@@ -6,29 +6,18 @@ import time
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import FAST_CADENCE, TINY, wait_for
 from studio.checkpoint import list_checkpoints
 from studio.config import TrainConfig
-from studio.run import Budget, Cadence
+from studio.run import Budget
 from studio.session import FAILED, FINISHED, PAUSED, TRAINING, SessionBusy, TrainingSession
 
-FAST = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1)
 
-
-def wait_for(condition, timeout: float = 60.0):
-    """Poll until condition() is truthy; the timeout only guards against a hung test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
 def session():
-    s = TrainingSession(cadence=FAST)
+    s = TrainingSession(cadence=FAST_CADENCE)
     yield s
     s.stop(timeout=30)
 

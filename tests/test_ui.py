@@ -19,32 +19,21 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from conftest import STUDIO_TINY, free_port
+from conftest import FAST_CADENCE, STUDIO_TINY, free_port, wait_for
 from studio.checkpoint import list_checkpoints
 from studio.config import TrainConfig
-from studio.run import Budget, Cadence
+from studio.run import Budget
 from studio.session import FAILED, FINISHED, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_tab import LIVE, ExploreTab
 from studio.ui.train_tab import TrainTab, status_line
 from studio.workspace import Workspace, folder_name
 
-FAST = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1)
 
 
 def no_progress(*args, **kwargs):
     pass
 
-
-def wait_for(condition, timeout: float = 90.0):
-    """Poll until condition() is truthy; the timeout only guards against a hung test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def settings(dataset: str, **changes) -> dict:
@@ -61,7 +50,7 @@ def workspace(tmp_path) -> Workspace:
 
 @pytest.fixture
 def session():
-    s = TrainingSession(cadence=FAST)
+    s = TrainingSession(cadence=FAST_CADENCE)
     yield s
     s.stop(timeout=60)
 
