@@ -17,11 +17,13 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_generator
 from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
+from .metrics import MetricsUnavailable, evaluate, load_inception
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .run import Budget, Cadence, RunError, TrainingRun
 from .trainer import StepStats
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
+               MetricsUnavailable)
 
 
 def _colour(text: str) -> tuple[int, int, int]:
@@ -219,6 +221,35 @@ def run_studio(args) -> int:
         return 2
 
 
+# ------------------------------------------------------------------------------- evaluate
+def add_evaluate(commands) -> None:
+    p = commands.add_parser("evaluate", help="measure KID and FID of a generator against a dataset")
+    p.add_argument("source", type=Path, metavar="CKPT_OR_RUN_DIR")
+    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    p.add_argument("--n", type=_positive(int), default=500, help="generated images to compare (default 500)")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    if not args.source.exists():
+        raise FileNotFoundError(f"{args.source} does not exist")
+    network = load_inception()
+    generator, config = load_generator(args.source)
+    result = evaluate(generator, config.z_dim, config.resolution, args.dataset, args.n, network,
+                              progress=_count_progress("generated images"))
+    print(file=sys.stderr)
+    print(result.summary())
+    print(json.dumps({"kid": result.kid, "kid_std": result.kid_std, "fid": result.fid,
+                      "n_real": result.n_real, "n_fake": result.n_fake}))
+    return 0
+
+
+def _count_progress(what: str):
+    def show(done: int, total: int) -> None:
+        print(f"\r  {done}/{total} {what}", end="", file=sys.stderr, flush=True)
+    return show
+
+
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -233,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest(commands)
     add_train(commands)
     add_generate(commands)
+    add_evaluate(commands)
     return parser
 
 

@@ -1,9 +1,13 @@
 """The whole path an artist takes, in a real browser (Debian's Chromium through Playwright):
 drop a folder of paintings, train a tiny model, pick keyframes, download a GIF and an MP4.
 
-Screenshots of each tab go to assets/ for the README (and for a person to look at)."""
+A screenshot of each tab is taken for a person to look at: into the test's tmp folder, or into
+the folder named by the environment variable STUDIO_SCREENSHOT_DIR when it is set, e.g.
+`STUDIO_SCREENSHOT_DIR=/tmp/shots python -m pytest tests/test_browser.py`. (The README's
+screenshots are made by assets/make_screenshots.py on a really trained model.)"""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +19,6 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMOJI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "emoji"
 FRAMES = 16
 TIMEOUT_MS = 90_000        # only guards against a hung page; every wait is on a condition
@@ -35,6 +38,14 @@ def paintings(tmp_path) -> Path:
     for source in sorted(EMOJI.glob("*.png"))[:24]:
         shutil.copy(source, folder)
     (folder / "notes.txt").write_text("a shopping list, not a painting")
+    return folder
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where the screenshots go: $STUDIO_SCREENSHOT_DIR if set, else this test's tmp folder."""
+    folder = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -92,7 +103,7 @@ def download(page, button_id: str, suffix: str, folder: Path) -> Path:
     return path
 
 
-def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, paintings, tmp_path):
+def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, paintings, screenshots, tmp_path):
     from playwright.sync_api import expect
 
     # 1. Dataset: drop the folder, name it, store at 64 px.
@@ -104,7 +115,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     expect(page.locator("#dataset-summary")).to_contain_text("Accepted 24, rejected 1", timeout=TIMEOUT_MS)
     expect(thumbnails(page, "dataset-gallery")).to_have_count(24)
     expect(page.locator("#dataset-rejected")).to_contain_text("not an image")
-    page.screenshot(path=str(ASSETS / "screenshot-dataset.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "screenshot-dataset.png"), full_page=True)
 
     # 2. Train a tiny model for a few steps.
     page.get_by_role("tab", name="2 · Train").click()
@@ -124,7 +135,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     expect(page.locator("#loss-plot canvas, #loss-plot svg").first).to_be_visible()
     expect(thumbnails(page, "train-timelapse").first).to_be_visible()
     page.get_by_text("More settings", exact=True).click()       # fold it away again for the picture
-    page.screenshot(path=str(ASSETS / "screenshot-train.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "screenshot-train.png"), full_page=True)
 
     # 3. Explore the saved run: two keyframes, a GIF and an MP4.
     page.get_by_role("tab", name="3 · Explore").click()
@@ -141,7 +152,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     expect(page.locator("#explore-animation img")).to_be_visible(timeout=TIMEOUT_MS)
     gif = download(page, "explore-export-gif", ".gif", tmp_path)
     mp4 = download(page, "explore-export-mp4", ".mp4", tmp_path)
-    page.screenshot(path=str(ASSETS / "screenshot-explore.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "screenshot-explore.png"), full_page=True)
 
     assert iio.imread(gif, index=None).shape[:3] == (FRAMES, 256, 256)
     assert len(iio.imread(mp4, index=None, plugin="FFMPEG")) == FRAMES

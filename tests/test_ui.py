@@ -23,10 +23,10 @@ from conftest import FAST_CADENCE, STUDIO_TINY, free_port, wait_for
 from studio.checkpoint import list_checkpoints
 from studio.config import TrainConfig
 from studio.run import Budget
-from studio.session import FAILED, FINISHED, TrainingSession
+from studio.session import FAILED, FINISHED, Snapshot, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_tab import LIVE, ExploreTab
-from studio.ui.train_tab import TrainTab, status_line
+from studio.ui.train_tab import TIMELAPSE_SHOWN, TrainTab, _timelapse, status_line
 from studio.workspace import Workspace, folder_name
 
 
@@ -256,3 +256,12 @@ def test_python_dash_m_studio_serves_and_ctrl_c_saves_the_training(tmp_path, sha
     assert process.returncode == 0, output
     assert "saving a checkpoint" in output and "Traceback" not in output
     assert list_checkpoints(tmp_path / "ws" / "checkpoints" / "cli-32px")
+
+
+def test_the_time_lapse_spans_the_whole_run(tmp_path):
+    previews = [tmp_path / f"step-{step:09d}.png" for step in range(10, 210, 10)]
+    shown = [caption for _, caption in _timelapse(Snapshot(previews=previews))]
+    assert len(shown) == TIMELAPSE_SHOWN
+    assert shown[0] == "step 10" and shown[-1] == "step 200"
+    assert len(set(shown)) == TIMELAPSE_SHOWN
+

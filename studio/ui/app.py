@@ -30,6 +30,8 @@ CSS = """
 .contact-sheet .grid-wrap.fixed-height { min-height: 0 !important; max-height: none !important; }
 .contact-sheet .grid-wrap { padding-top: 36px !important; }   /* below the label, not under it */
 #dataset-gallery .grid-wrap { max-height: 560px !important; }
+/* Eight time-lapse grids share a row: a smaller caption keeps "step 12,345" whole. */
+#train-timelapse .caption-label { font-size: var(--text-xs); max-width: calc(100% - 8px); }
 /* The colour swatch is otherwise white on white. */
 #dataset-background button { border: 1px solid var(--border-color-primary); min-width: 72px; min-height: 32px; }
 """

@@ -226,9 +226,13 @@ def _samples(snap: Snapshot) -> list[tuple]:
 
 
 def _timelapse(snap: Snapshot) -> list[tuple[str, str]]:
-    """The newest preview grids; a run's last preview can repeat its periodic one, so once each."""
-    newest = list(dict.fromkeys(snap.previews))[-TIMELAPSE_SHOWN:]
-    return [(str(path), f"step {preview_step(path):,}") for path in newest]
+    """Preview grids spread evenly over the whole run, first and newest included, so the strip
+    shows how it learned (a run's last preview can repeat its periodic one, so once each)."""
+    grids = list(dict.fromkeys(snap.previews))
+    if len(grids) > TIMELAPSE_SHOWN:
+        last = len(grids) - 1
+        grids = [grids[round(i * last / (TIMELAPSE_SHOWN - 1))] for i in range(TIMELAPSE_SHOWN)]
+    return [(str(path), f"step {preview_step(path):,}") for path in grids]
 
 
 def _buttons(state: str) -> list[gr.Button]:
