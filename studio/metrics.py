@@ -16,6 +16,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,7 +67,9 @@ def load_inception(path: Path | None = None, device: str = "cpu") -> torch.nn.Mo
     if sha1_of(path) != INCEPTION_SHA1:
         raise MetricsUnavailable(f"{path} is not the expected Inception network (SHA-1 mismatch); "
                                  f"refusing to load it. Reinstall with {INSTALL_HINT}")
-    return torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():   # TorchScript is deprecated, but it is what the wheel ships
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +66,11 @@ class TrainingRun:
         images = load_images(dataset_dir, config.resolution)
         trainer = Trainer(config, images)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps(
-            {"dataset": str(dataset_dir.resolve()), "config": config.to_dict()}, indent=2))
+        # Relative too, so a workspace that is moved or copied whole still finds its dataset.
+        relative = os.path.relpath(dataset_dir.resolve(), run_dir.resolve())
+        (run_dir / "run.json").write_text(json.dumps({"dataset": str(dataset_dir.resolve()),
+                                                      "dataset_relative": relative,
+                                                      "config": config.to_dict()}, indent=2))
         return cls(run_dir, trainer, dataset_dir)
 
     @classmethod
@@ -85,10 +89,17 @@ class TrainingRun:
 
     @staticmethod
     def _recorded_dataset(run_dir: Path) -> Path:
+        """The dataset beside the run (by its relative path) if it is there, else where it was."""
         try:
-            return Path(json.loads((run_dir / "run.json").read_text())["dataset"])
+            recorded = json.loads((run_dir / "run.json").read_text())
+            absolute = Path(recorded["dataset"])
         except (OSError, ValueError, KeyError) as error:
             raise RunError(f"{run_dir} does not say which dataset it was trained on; name the dataset") from error
+        if "dataset_relative" in recorded:
+            beside = (run_dir / recorded["dataset_relative"]).resolve()
+            if (beside / "manifest.json").exists():
+                return beside
+        return absolute
 
     # ------------------------------------------------------------------ the loop
     def train(self, budget: Budget, cadence: Cadence = Cadence(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,11 @@ import torch
 from PIL import Image
 
 import studio.checkpoint as checkpoint
+from conftest import TINY
 from studio.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, GENERATOR_FORMAT, CheckpointError, config_of,
                                export_generator, latest_checkpoint, list_checkpoints, load_checkpoint,
                                load_generator, restore_trainer, save_checkpoint)
+from studio.config import TrainConfig
 from studio.latent import seed_to_z, seeds_to_z
 from studio.render import render_seeds
 from studio.run import Budget, Cadence, RunError, TrainingRun, read_log
@@ -360,3 +363,17 @@ def test_should_stop_ends_training_with_a_checkpoint(dataset32, tiny_config, tmp
     last = run.train(Budget(), should_stop=lambda: run.trainer.step_count >= 2)
     assert last.step == 2
     assert step_files(run_dir) == ["step-000000002.pt"]
+
+
+def test_a_run_copied_with_its_workspace_resumes_on_the_copied_dataset(dataset32, tmp_path):
+    original = tmp_path / "original"
+    shutil.copytree(dataset32, original / "datasets" / "shapes")
+    run = TrainingRun.start(original / "datasets" / "shapes", original / "checkpoints" / "run",
+                            TrainConfig(**TINY))
+    run.train(Budget(steps=1), Cadence())
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)                          # the old workspace is gone
+    resumed = TrainingRun.resume(copy / "checkpoints" / "run")
+    assert resumed.dataset_dir == (copy / "datasets" / "shapes").resolve()
+    assert resumed.trainer.step_count == 1
