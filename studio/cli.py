@@ -268,8 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.Handler):
+    """Looks up sys.stderr when it writes, so a replaced stderr (tests, redirection) is honoured."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage(), file=sys.stderr, flush=True)
+
+
+def _show_studio_log() -> None:
+    """The studio's own progress messages on stderr, without every library's INFO chatter."""
+    log = logging.getLogger("studio")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _show_studio_log()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

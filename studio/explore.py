@@ -1,5 +1,6 @@
-"""Exploring a trained generator: samples by seed, slerp walks between keyframe seeds, and the
-walk written as a GIF, an MP4 or a zip of PNG frames with a sidecar saying how it was made."""
+"""Exploring a trained generator: samples by seed, each sample's nearest training painting, slerp
+walks between keyframe seeds, and the walk written as a GIF, an MP4 or a zip of PNG frames with a
+sidecar saying how it was made."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,10 @@ from PIL import Image
 
 from .checkpoint import load_generator
 from .config import TrainConfig
+from .data import load_images
 from .export import upscale, write_frames_zip, write_gif, write_mp4, write_provenance
 from .latent import interpolation_path, seeds_to_z, truncate
+from .metrics import dataset_features, inception_features, load_inception, nearest, typical_distance
 from .render import render_latents, to_pil_images, to_uint8
 
 EXPORT_SIZE = 256          # px; a 64 px sample is too small to watch
@@ -65,6 +68,37 @@ def walk_frames(generator: torch.nn.Module, z_dim: int, seeds: list[int], frames
     path = interpolation_path(truncate(seeds_to_z(seeds, z_dim), psi), frames, loop)
     images = render_latents(generator, path, batch=8, progress=progress)
     return upscale(to_uint8(images).numpy(), size)
+
+
+@dataclass(frozen=True)
+class NearestPaintings:
+    """Each sample beside its closest training painting in Inception feature space."""
+    pairs: list[tuple[Image.Image, Image.Image, float]]   # (sample, painting, distance)
+    typical: float    # median distance between a painting and its nearest other painting
+
+
+def nearest_paintings(model: Model, seeds: list[int], psi: float, dataset_dir: str | Path,
+                      progress: Callable[[int, int], None] | None = None) -> NearestPaintings:
+    """The seeds' samples (with truncation `psi`) paired with their nearest paintings in the
+    dataset. `progress` follows the dataset's features, slow only the first time (then cached)."""
+    images = render_latents(model.generator, truncate(seeds_to_z(seeds, model.config.z_dim), psi))
+    found, typical = match_paintings(to_uint8(images).permute(0, 3, 1, 2), dataset_dir,
+                                     model.config.resolution, progress)
+    pairs = [(sample, painting, distance) for sample, (painting, distance) in zip(to_pil_images(images), found)]
+    return NearestPaintings(pairs, typical)
+
+
+def match_paintings(samples: torch.Tensor, dataset_dir: str | Path, resolution: int,
+                    progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[list[tuple[Image.Image, float]], float]:
+    """For uint8 (N, 3, R, R) images: each one's nearest painting and the distance to it, and
+    the dataset's typical distance between neighbouring paintings."""
+    network = load_inception()
+    real = dataset_features(dataset_dir, resolution, network, progress)
+    indices, distances = nearest(inception_features(samples, network), real)
+    paintings = load_images(dataset_dir, resolution).permute(0, 2, 3, 1).numpy()
+    found = [(Image.fromarray(paintings[i]), d) for i, d in zip(indices.tolist(), distances.tolist())]
+    return found, typical_distance(real)
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,14 @@ def nearest(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch
     return closest.indices, closest.values
 
 
+def typical_distance(real: torch.Tensor) -> float:
+    """The median distance from each training image to its nearest other one: the yardstick
+    that says whether a sample's distance to its nearest painting is small."""
+    distances = torch.cdist(real, real)
+    distances.fill_diagonal_(float("inf"))   # an image is not its own neighbour
+    return distances.min(dim=1).values.median().item()
+
+
 # -------------------------------------------------------------------------- datasets and models
 def dataset_features(dataset_dir: str | Path, resolution: int, network: torch.nn.Module,
                      progress: Callable[[int, int], None] | None = None) -> torch.Tensor:

@@ -81,25 +81,11 @@ class TrainingRun:
             _, payload = latest_checkpoint(run_dir)
         except CheckpointError as error:
             raise RunError(f"cannot resume: {error}") from error
-        dataset_dir = Path(dataset_dir) if dataset_dir else cls._recorded_dataset(run_dir)
+        dataset_dir = Path(dataset_dir) if dataset_dir else recorded_dataset(run_dir)
         resolution = payload["config"]["resolution"]
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
         _forget_log_after(run_dir, trainer.step_count)
         return cls(run_dir, trainer, dataset_dir)
-
-    @staticmethod
-    def _recorded_dataset(run_dir: Path) -> Path:
-        """The dataset beside the run (by its relative path) if it is there, else where it was."""
-        try:
-            recorded = json.loads((run_dir / "run.json").read_text())
-            absolute = Path(recorded["dataset"])
-        except (OSError, ValueError, KeyError) as error:
-            raise RunError(f"{run_dir} does not say which dataset it was trained on; name the dataset") from error
-        if "dataset_relative" in recorded:
-            beside = (run_dir / recorded["dataset_relative"]).resolve()
-            if (beside / "manifest.json").exists():
-                return beside
-        return absolute
 
     # ------------------------------------------------------------------ the loop
     def train(self, budget: Budget, cadence: Cadence = Cadence(),
@@ -170,6 +156,21 @@ class TrainingRun:
         with open(self.run_dir / "log.jsonl", "a") as log:
             log.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in pending)
         pending.clear()
+
+
+def recorded_dataset(run_dir: str | Path) -> Path:
+    """The dataset beside the run (by its relative path) if it is there, else where it was."""
+    run_dir = Path(run_dir)
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text())
+        absolute = Path(recorded["dataset"])
+    except (OSError, ValueError, KeyError) as error:
+        raise RunError(f"{run_dir} does not say which dataset it was trained on; name the dataset") from error
+    if "dataset_relative" in recorded:
+        beside = (run_dir / recorded["dataset_relative"]).resolve()
+        if (beside / "manifest.json").exists():
+            return beside
+    return absolute
 
 
 def preview_step(path: str | Path) -> int:

@@ -22,6 +22,8 @@ import pytest
 from conftest import FAST_CADENCE, STUDIO_TINY, free_port, wait_for
 from studio.checkpoint import list_checkpoints
 from studio.config import TrainConfig
+from studio.data import load_images
+from studio.explore import match_paintings
 from studio.run import Budget
 from studio.session import FAILED, FINISHED, Snapshot, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
@@ -192,6 +194,32 @@ def test_explore_exports_a_walk_between_keyframes(explore, workspace):
     assert mp4.endswith(".mp4") and len(iio.imread(mp4, index=None, plugin="FFMPEG")) == 8
     with pytest.raises(gr.Error, match="at least two"):
         explore.export("zip", "tiny", [3], 8, 10, True, 1.0, progress=no_progress)
+
+
+def test_explore_pairs_each_shown_sample_with_its_nearest_painting(explore, workspace, dataset32):
+    shutil.copytree(dataset32, workspace.dataset_dir("shapes"))   # features get cached beside it
+    (workspace.run_dir("tiny") / "run.json").write_text(json.dumps({"dataset": str(workspace.dataset_dir("shapes"))}))
+    pairs, note = explore.check_copies("tiny", [3, 4, 5], 0.8, progress=no_progress)
+    assert [caption for _, caption in pairs[::2]] == ["seed 3", "seed 4", "seed 5"]
+    distances = [float(caption.rsplit(" ", 1)[1]) for _, caption in pairs[1::2]]
+    assert all(caption.startswith("nearest: ") for _, caption in pairs[1::2])
+    assert all(np.isfinite(distance) and distance > 0 for distance in distances)
+    assert all(np.asarray(image).shape == (32, 32, 3) for image, _ in pairs)
+    assert note.startswith("Small distances mean near-copies") and "**" in note
+
+
+def test_a_copied_painting_is_found_at_distance_zero(dataset32, tmp_path):
+    dataset = shutil.copytree(dataset32, tmp_path / "shapes")
+    paintings = load_images(dataset, 32)
+    found, typical = match_paintings(paintings[[7, 2]], dataset, 32)
+    assert [np.array_equal(np.asarray(image), paintings[i].permute(1, 2, 0).numpy())
+            for (image, _), i in zip(found, (7, 2))] == [True, True]
+    assert all(distance < 1e-3 for _, distance in found) and typical > 1
+
+
+def test_checking_for_copies_explains_what_is_missing(explore):
+    pairs, note = explore.check_copies("tiny", [0], 1.0, progress=no_progress)   # no run.json
+    assert pairs == [] and note.startswith("Cannot check for copies") and "dataset" in note
 
 
 def test_explore_without_a_model_says_what_to_do(workspace, session):

@@ -1,14 +1,18 @@
-"""Explore tab: browse a model's samples by seed, pick keyframes, and export a walk between them."""
+"""Explore tab: browse a model's samples by seed, check them for copies of the training paintings,
+pick keyframes, and export a walk between them."""
 from __future__ import annotations
 
 import functools
 import random
+from pathlib import Path
 
 import gradio as gr
 
 from ..checkpoint import CheckpointError
-from ..explore import Model, Walk, export_walk, open_run, render_samples
-from ..run import preview_step
+from ..data import DatasetError
+from ..explore import Model, Walk, export_walk, nearest_paintings, open_run, render_samples
+from ..metrics import MetricsUnavailable
+from ..run import RunError, preview_step, recorded_dataset
 from ..session import TrainingSession
 from ..workspace import Workspace
 
@@ -16,6 +20,7 @@ LIVE = ":live"        # the dropdown's value for the session's run; ':' is never
 SEEDS_SHOWN = 16
 NOTHING_YET = ("**Nothing to explore yet** — train a model in the Train tab, and its samples appear here. "
                "Click samples to make them keyframes of an animation.")
+COPIES_HINT = "Does the model copy your paintings? Check the samples above against the training paintings."
 
 
 class ExploreTab:
@@ -37,6 +42,11 @@ class ExploreTab:
             gallery = gr.Gallery(label="Samples — click one to add it as a keyframe", columns=8,
                                  format="png", allow_preview=False, elem_id="explore-gallery",
                                  elem_classes="contact-sheet")
+            with gr.Row(equal_height=True):
+                copies_note = gr.Markdown(COPIES_HINT, elem_id="explore-copies-note")
+                check = gr.Button("Check for copies", elem_id="explore-check-copies", scale=0, min_width=140)
+            nearest = gr.Gallery(label="Each sample beside its nearest training painting", columns=8, format="png",
+                                 allow_preview=False, elem_id="explore-nearest", elem_classes="contact-sheet")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=400):
                     keyframe_view = gr.Gallery(label="Keyframes in order (#, seed)", columns=6, format="png",
@@ -62,9 +72,15 @@ class ExploreTab:
         views = [gallery, status, keyframe_view]
         walk = [model, keyframes, frames, fps, loop, psi]
         tab.select(self.refresh, model, model, api_name="explore_tab")
-        model.change(self.show, [model, seeds, keyframes, psi], views, api_name="explore_show")
-        psi.release(self.show, [model, seeds, keyframes, psi], views, api_name="explore_psi")
-        new.click(self.new_seeds, [model, keyframes, psi], [seeds, *views], api_name="explore_new_seeds")
+        # New samples make an earlier check for copies mislead: clear it.
+        forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
+        model.change(self.show, [model, seeds, keyframes, psi], views, api_name="explore_show") \
+            .then(**forget, api_name="explore_show_forget_copies")
+        psi.release(self.show, [model, seeds, keyframes, psi], views, api_name="explore_psi") \
+            .then(**forget, api_name="explore_psi_forget_copies")
+        new.click(self.new_seeds, [model, keyframes, psi], [seeds, *views], api_name="explore_new_seeds") \
+            .then(**forget, api_name="explore_new_seeds_forget_copies")
+        check.click(self.check_copies, [model, seeds, psi], [nearest, copies_note], api_name="check_copies")
         gallery.select(self.add_keyframe, [model, seeds, keyframes, psi], [keyframes, keyframe_view],
                        api_name="explore_add_keyframe")
         clear.click(lambda: ([], []), None, [keyframes, keyframe_view], api_name="explore_clear")
@@ -100,6 +116,25 @@ class ExploreTab:
         seeds = [random.randrange(2**31) for _ in range(SEEDS_SHOWN)]
         return seeds, *self.show(choice, seeds, keyframes, psi)
 
+    def check_copies(self, choice: str | None, seeds: list[int], psi: float, progress=gr.Progress()):
+        """The shown samples, each followed by its nearest training painting, and a line that says
+        how to read the distances (or why there are none)."""
+        model = self._open(choice)
+        if model is None:
+            return [], "Pick a model with samples first."
+
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="Reading the paintings (once per dataset)", unit="paintings")
+        try:
+            found = nearest_paintings(model, seeds, psi, recorded_dataset(self._run_dir(choice)), progress=report)
+        except (MetricsUnavailable, RunError, DatasetError) as error:
+            return [], f"Cannot check for copies: {error}"
+        pairs = [item for seed, (sample, painting, distance) in zip(seeds, found.pairs)
+                 for item in ((sample, f"seed {seed}"), (painting, f"nearest: {distance:.1f}"))]
+        note = (f"Small distances mean near-copies; compare with the typical distance between two different "
+                f"paintings: **{found.typical:.1f}**.")
+        return pairs, note
+
     def add_keyframe(self, choice: str | None, seeds: list[int], keyframes: list[int], psi: float,
                      evt: gr.SelectData):
         keyframes = [*keyframes, seeds[evt.index]]
@@ -120,6 +155,9 @@ class ExploreTab:
                      unit="frames")
         progress(0, desc="Rendering frames")
         return str(export_walk(model, walk, kind, self.workspace.exports, progress=report))
+
+    def _run_dir(self, choice: str) -> Path:
+        return self.session.snapshot().run_dir if choice == LIVE else self.workspace.run_dir(choice)
 
     def _open(self, choice: str | None) -> Model | None:
         if choice == LIVE:
