@@ -6,7 +6,6 @@ format are fixed), so the "auto" speed probe never runs unless a test asks for i
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from browser import free_port
 from studio.config import TrainConfig
 from studio.data import IngestOptions, ingest
 from studio.numerics import Numerics
@@ -160,12 +160,6 @@ def wait_for(condition, timeout: float = 90.0):
 
 # ---------------------------------------------------------------- the studio in a browser
 STUDIO_TINY = dict(resolution=32, width=8, batch_size=4, precision="fp32", memory_format="contiguous")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

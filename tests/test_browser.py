@@ -4,7 +4,7 @@ drop a folder of paintings, train a tiny model, pick keyframes, download a GIF a
 A screenshot of each tab is taken for a person to look at: into the test's tmp folder, or into
 the folder named by the environment variable STUDIO_SCREENSHOT_DIR when it is set, e.g.
 `STUDIO_SCREENSHOT_DIR=/tmp/shots python -m pytest tests/test_browser.py`. (The README's
-screenshots are made by assets/make_screenshots.py on a really trained model.)"""
+screenshots are made by tests/make_screenshots.py on a really trained model.)"""
 from __future__ import annotations
 
 import os
@@ -16,9 +16,8 @@ from urllib.parse import urlparse
 import imageio.v3 as iio
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from browser import ARGS, CHROMIUM, choose, fill_number, radio, thumbnails
+
 EMOJI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "emoji"
 FRAMES = 16
 TIMEOUT_MS = 90_000        # only guards against a hung page; every wait is on a condition
@@ -70,25 +69,16 @@ def _record_outside(url: str, outside: list[str]) -> None:
         outside.append(url)
 
 
-def choose(page, elem_id: str, option: str) -> None:
-    """Pick an option of a gradio Dropdown."""
-    page.locator(f"#{elem_id} input").click()
-    exactly = re.compile(rf"^\W*{re.escape(option)}\s*$")      # an option's text starts with a tick mark
-    page.locator("[data-testid=dropdown-option]").filter(has_text=exactly).click()
 
 
-def radio(page, elem_id: str, label: str) -> None:
-    page.locator(f"#{elem_id}").get_by_text(label, exact=True).click()
 
 
-def fill_number(page, elem_id: str, value: int) -> None:
-    field = page.locator(f"#{elem_id} input[type=number]")
-    field.fill(str(value))
-    field.press("Tab")
 
 
-def thumbnails(page, elem_id: str):
-    return page.locator(f"#{elem_id} button.thumbnail-item")
+
+
+
+
 
 
 def download(page, button_id: str, suffix: str, folder: Path) -> Path:
@@ -139,7 +129,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
 
     # 3. Explore the saved run: two keyframes, a GIF and an MP4.
     page.get_by_role("tab", name="3 · Explore").click()
-    choose(page, "explore-model", "emoji-test-32px")
+    choose(page, "explore-model", re.escape("emoji-test-32px"))
     expect(page.locator("#explore-status")).to_contain_text("emoji-test-32px · 32 px")
     samples = thumbnails(page, "explore-gallery")
     expect(samples).to_have_count(16)

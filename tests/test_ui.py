@@ -19,7 +19,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from conftest import FAST_CADENCE, STUDIO_TINY, free_port, wait_for
+from browser import free_port
+from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
 from studio.checkpoint import list_checkpoints
 from studio.config import TrainConfig
 from studio.data import load_images

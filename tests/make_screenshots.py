@@ -1,6 +1,6 @@
 """Make the README's screenshots: the studio at work on a really trained model.
 
-    python assets/make_screenshots.py WORKSPACE [--out assets] [--steps 100] [--keyframes 1,10]
+    python tests/make_screenshots.py WORKSPACE [--out assets] [--steps 100] [--keyframes 1,10]
 
 WORKSPACE holds one dataset (datasets/<name>/) and a run trained on it (checkpoints/<name>/).
 The studio is served from this process on 127.0.0.1 and Debian's Chromium (/usr/bin/chromium,
@@ -18,7 +18,7 @@ pictures were made from the 20-minute emoji run (README, "What it makes") like t
 
     mkdir -p /tmp/shots/datasets /tmp/shots/checkpoints
     cp -r datasets/emoji-500 /tmp/shots/datasets/ && cp -r checkpoints/emoji-64 /tmp/shots/checkpoints/
-    .venv/bin/python assets/make_screenshots.py /tmp/shots
+    .venv/bin/python tests/make_screenshots.py /tmp/shots
 
 The run continues on the dataset its run.json names. Every wait is on something the page shows;
 the timeouts only guard against a hung page.
@@ -28,15 +28,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import tempfile
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from browser import ARGS, CHROMIUM, choose, fill_number, free_port, radio, thumbnails
+
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 120_000
 TRAIN_TIMEOUT_MS = 60 * 60_000     # training on a busy CPU can take a while; this only catches a hang
@@ -52,8 +50,8 @@ SETTLED = """() =>
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workspace", type=Path, help="a folder with datasets/<name>/ and checkpoints/<name>/")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="where the PNGs go (default: this assets/ folder)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "assets",
+                        help="where the PNGs go (default: the repository's assets/ folder)")
     parser.add_argument("--steps", type=int, default=100,
                         help="steps to train on before the Train picture (default 100, 1-2 minutes on 2 cores)")
     parser.add_argument("--keyframes", default="1,10",
@@ -75,7 +73,7 @@ def main() -> None:
                     **launch_options(workspace))
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
                 page = browser.new_page(viewport=VIEWPORT)
                 page.set_default_timeout(TIMEOUT_MS)
                 page.goto(demo.local_url)
@@ -150,32 +148,19 @@ def only_folder(parent: Path) -> str:
     return names[0]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
-def choose(page, elem_id: str, pattern: str) -> None:
-    """Pick the option of a gradio Dropdown whose whole text matches the regex `pattern`."""
-    page.locator(f"#{elem_id} input").click()
-    whole = re.compile(rf"^\W*{pattern}\s*$")      # an option's text starts with a tick mark
-    page.locator("[data-testid=dropdown-option]").filter(has_text=whole).click()
-    expect(page.locator("[data-testid=dropdown-option]")).to_have_count(0)
 
 
-def radio(page, elem_id: str, label: str) -> None:
-    page.locator(f"#{elem_id}").get_by_text(label, exact=True).click()
 
 
-def fill_number(page, elem_id: str, value: int) -> None:
-    field = page.locator(f"#{elem_id} input[type=number]")
-    field.fill(str(value))
-    field.press("Tab")
 
 
-def thumbnails(page, elem_id: str):
-    return page.locator(f"#{elem_id} button.thumbnail-item")
+
+
+
+
+
 
 
 def shoot(page, path: Path) -> None:

@@ -1,0 +1,42 @@
+"""Driving the studio in Debian's Chromium through Playwright: shared by the browser test and
+the script that makes the README's screenshots."""
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, and nothing that would try to reach the internet from this offline machine.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def choose(page, elem_id: str, pattern: str) -> None:
+    """Pick the option of a gradio Dropdown whose whole text matches the regex `pattern`."""
+    page.locator(f"#{elem_id} input").click()
+    whole = re.compile(rf"^\W*{pattern}\s*$")      # an option's text starts with a tick mark
+    page.locator("[data-testid=dropdown-option]").filter(has_text=whole).click()
+    expect(page.locator("[data-testid=dropdown-option]")).to_have_count(0)
+
+
+def radio(page, elem_id: str, label: str) -> None:
+    page.locator(f"#{elem_id}").get_by_text(label, exact=True).click()
+
+
+def fill_number(page, elem_id: str, value: int) -> None:
+    field = page.locator(f"#{elem_id} input[type=number]")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def thumbnails(page, elem_id: str):
+    return page.locator(f"#{elem_id} button.thumbnail-item")
