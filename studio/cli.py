@@ -19,7 +19,7 @@ from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigErr
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .metrics import MetricsUnavailable, evaluate, load_inception
 from .render import grid_image, render_seeds, save_png, to_pil_images
-from .run import Budget, Cadence, RunError, TrainingRun
+from .run import Budget, Cadence, Pace, RunError, TrainingRun
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
@@ -117,7 +117,7 @@ def run_train(args) -> int:
     budget = Budget(steps=args.steps, minutes=args.minutes)
     if budget.steps is None and budget.minutes is None:
         print("No --steps or --minutes given: training until Ctrl-C.")
-    bar = ProgressLine(budget, trainer.step_count)
+    bar = ProgressLine(budget)
     cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
                       keep_checkpoints=args.keep)
     try:
@@ -138,40 +138,30 @@ def run_train(args) -> int:
 class ProgressLine:
     """One self-rewriting status line on stderr (a line every 10 s when not on a terminal)."""
 
-    def __init__(self, budget: Budget, first_step: int):
-        self.budget, self.first_step = budget, first_step
-        self.start = time.monotonic()
+    def __init__(self, budget: Budget):
+        self.budget = budget
+        self.pace = Pace(budget)
         self.last_print = 0.0
-        self.images_per_s = 0.0
         self.interactive = sys.stderr.isatty()
 
     def update(self, stats: StepStats) -> None:
-        batch_rate = (stats.images_seen / stats.step) / max(stats.seconds, 1e-9)
-        self.images_per_s = batch_rate if not self.images_per_s else 0.9 * self.images_per_s + 0.1 * batch_rate
+        self.pace.update(stats)
         now = time.monotonic()
         if now - self.last_print < (0.25 if self.interactive else 10):
             return
         self.last_print = now
-        line = (f"step {stats.step}{self._of_total()} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
+        of_total = f"/{self.budget.steps}" if self.budget.steps else ""
+        line = (f"step {stats.step}{of_total} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
                 f"rec {stats.loss_reconstruction:.3f} | aug p {stats.augment_p:.2f} | "
-                f"{self.images_per_s:.1f} img/s | ETA {self._eta(stats)}")
+                f"{self.pace.images_per_s:.1f} img/s | ETA {self._eta()}")
         print(("\r" + line.ljust(110)) if self.interactive else line, end="" if self.interactive else "\n",
               file=sys.stderr, flush=True)
 
-    def _of_total(self) -> str:
-        return f"/{self.budget.steps}" if self.budget.steps else ""
-
-    def _eta(self, stats: StepStats) -> str:
-        elapsed = time.monotonic() - self.start
-        remaining = []
-        if self.budget.minutes:
-            remaining.append(self.budget.minutes * 60 - elapsed)
-        if self.budget.steps:
-            steps_done = stats.step - self.first_step
-            remaining.append((self.budget.steps - stats.step) * elapsed / max(steps_done, 1))
-        if not remaining:
+    def _eta(self) -> str:
+        seconds = self.pace.eta_seconds()
+        if seconds is None:
             return "-"
-        seconds = max(0, int(min(remaining)))
+        seconds = int(seconds)
         return f"{seconds // 60}m{seconds % 60:02d}s"
 
     def finish(self) -> None:

@@ -42,6 +42,33 @@ class Budget:
     minutes: float | None = None
 
 
+class Pace:
+    """How fast a run goes (images/s, smoothed over recent steps) and how long its budget has
+    left, counting only time spent in steps, as the budget does."""
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+        self.images_per_s = 0.0
+        self.trained_seconds = 0.0
+        self._step = 0
+        self._batch = 0.0
+
+    def update(self, stats: StepStats) -> None:
+        self._step, self._batch = stats.step, stats.images_seen / stats.step
+        rate = self._batch / max(stats.seconds, 1e-9)
+        self.images_per_s = rate if not self.images_per_s else 0.9 * self.images_per_s + 0.1 * rate
+        self.trained_seconds += stats.seconds
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left; None when the run has no end."""
+        left = []
+        if self.budget.steps is not None and self.images_per_s > 0:
+            left.append((self.budget.steps - self._step) * self._batch / self.images_per_s)
+        if self.budget.minutes is not None:
+            left.append(self.budget.minutes * 60 - self.trained_seconds)
+        return max(0.0, min(left)) if left else None
+
+
 @dataclass(frozen=True)
 class Cadence:
     checkpoint_minutes: float = 5.0

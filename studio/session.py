@@ -17,7 +17,7 @@ import torch
 
 from .config import TrainConfig
 from .models import build_generator
-from .run import Budget, Cadence, TrainingRun, read_log
+from .run import Budget, Cadence, Pace, TrainingRun, read_log
 from .trainer import StepStats
 
 IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
@@ -56,7 +56,7 @@ class TrainingSession:
         self._snap = Snapshot()
         self._budget = Budget()
         self._generator: tuple[dict, TrainConfig] | None = None   # G_ema state at the newest preview
-        self._trained_seconds = 0.0
+        self._pace = Pace(self._budget)
 
     # ------------------------------------------------------------------ commands
     def start(self, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig, budget: Budget) -> None:
@@ -127,7 +127,7 @@ class TrainingSession:
                 self._snap.numerics = run.trainer.numerics.describe()
                 if self._snap.state == STARTING:
                     self._snap.state = TRAINING
-            self._trained_seconds = 0.0
+            self._pace = Pace(self._budget)
             run.train(self._budget, self.cadence, should_stop=self._should_stop,
                       on_step=self._on_step, on_preview=lambda path, images: self._on_preview(run, path, images))
         except Exception as error:   # shown in the UI; the run's last checkpoint stays on disk
@@ -144,26 +144,15 @@ class TrainingSession:
         return self._stop.is_set()
 
     def _on_step(self, stats: StepStats) -> None:
-        batch = stats.images_seen / stats.step
-        rate = batch / max(stats.seconds, 1e-9)
-        self._trained_seconds += stats.seconds
+        self._pace.update(stats)
         with self._lock:
             snap = self._snap
             snap.latest = stats
             snap.history.append(dataclasses.asdict(stats))
             if len(snap.history) > self.history_limit:
                 snap.history = _thin(snap.history, self.history_limit)
-            snap.images_per_s = rate if not snap.images_per_s else 0.9 * snap.images_per_s + 0.1 * rate
-            snap.eta_seconds = self._eta(stats.step, batch, snap.images_per_s)
-
-    def _eta(self, step: int, batch: float, images_per_s: float) -> float | None:
-        """Seconds left, from the smoothed speed; None when the run has no end."""
-        budget, left = self._budget, []
-        if budget.steps is not None and images_per_s > 0:
-            left.append((budget.steps - step) * batch / images_per_s)
-        if budget.minutes is not None:
-            left.append(budget.minutes * 60 - self._trained_seconds)
-        return max(0.0, min(left)) if left else None
+            snap.images_per_s = self._pace.images_per_s
+            snap.eta_seconds = self._pace.eta_seconds()
 
     def _on_preview(self, run: TrainingRun, path: Path, images: torch.Tensor) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in run.trainer.G_ema.state_dict().items()}
