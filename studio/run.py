@@ -6,6 +6,7 @@ RUN_DIR/
   generator.pt             G_ema export, refreshed with every checkpoint
   samples/step-*.png       fixed-seed preview grids, a time-lapse of training
   log.jsonl                one StepStats per line, for plots that survive a restart
+  metrics.jsonl            KID and FID of G_ema against the dataset, when measured (Cadence.kid_minutes)
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, l
 from .config import TrainConfig
 from .data import load_images
 from .latent import seeds_to_z
+from .metrics import evaluate, inception_path, load_inception
 from .render import grid_image, save_png
 from .trainer import StepStats, Trainer
 
@@ -75,6 +77,10 @@ class Cadence:
     preview_minutes: float = 1.0
     log_every_steps: int = 10
     keep_checkpoints: int = 3
+    # KID every this many minutes of training (and once when the budget is spent); None = never.
+    # Inception costs about 0.1 s per image on a CPU, so it is off unless asked for.
+    kid_minutes: float | None = None
+    kid_samples: int = 250
 
 
 class TrainingRun:
@@ -111,24 +117,37 @@ class TrainingRun:
         dataset_dir = Path(dataset_dir) if dataset_dir else recorded_dataset(run_dir)
         resolution = payload["config"]["resolution"]
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
-        _forget_log_after(run_dir, trainer.step_count)
+        for name in ("log.jsonl", "metrics.jsonl"):
+            _forget_rows_after(run_dir / name, trainer.step_count)
         return cls(run_dir, trainer, dataset_dir)
 
     # ------------------------------------------------------------------ the loop
     def train(self, budget: Budget, cadence: Cadence = Cadence(),
               should_stop: Callable[[], bool] = lambda: False,
               on_step: Callable[[StepStats], None] = lambda stats: None,
-              on_preview: Callable[[Path, torch.Tensor], None] = lambda path, images: None) -> StepStats | None:
+              on_preview: Callable[[Path, torch.Tensor], None] = lambda path, images: None,
+              on_measuring: Callable[[], None] = lambda: None,
+              on_metrics: Callable[[dict], None] = lambda row: None) -> StepStats | None:
         """Step until the budget is spent or `should_stop()` says so, then checkpoint.
 
         `budget.minutes` counts time spent in steps, so a pause (a `should_stop` that blocks)
-        uses none of it. A KeyboardInterrupt checkpoints before it propagates. Any other error
-        keeps the last periodic checkpoint: the state in the middle of a failed step is not
-        trusted."""
-        trained_seconds = 0.0
+        uses none of it, and neither do KID measurements. A KeyboardInterrupt checkpoints before
+        it propagates. Any other error keeps the last periodic checkpoint: the state in the
+        middle of a failed step is not trusted."""
+        if cadence.kid_minutes:
+            inception_path()   # a missing package stops the run before it starts, not later
+        trained_seconds = last_kid = 0.0   # training seconds, in all, and at the last KID
         last_checkpoint = last_preview = time.monotonic()
         stats = None
+        measured_step = None
         pending_log: list[StepStats] = []
+
+        def measure() -> None:
+            nonlocal measured_step
+            on_measuring()
+            on_metrics(self.measure_kid(cadence.kid_samples))
+            measured_step = self.trainer.step_count
+
         try:
             while not self._spent(budget, trained_seconds) and not should_stop():
                 stats = self.trainer.step()
@@ -144,12 +163,20 @@ class TrainingRun:
                 if now - last_checkpoint >= cadence.checkpoint_minutes * 60:
                     self.save(cadence.keep_checkpoints)
                     last_checkpoint = now
+                if cadence.kid_minutes and trained_seconds >= last_kid + cadence.kid_minutes * 60:
+                    measure()
+                    last_kid = trained_seconds
         except KeyboardInterrupt:
             self._finish(stats, pending_log, cadence, on_preview)
             raise
         except BaseException:
             self._append_log(pending_log)
             raise
+        # A run that used up its budget ends with its final quality on record; a stopped one
+        # ends as soon as its checkpoint is safe.
+        if cadence.kid_minutes and stats is not None and self._spent(budget, trained_seconds) \
+                and measured_step != self.trainer.step_count:
+            measure()
         self._finish(stats, pending_log, cadence, on_preview)
         return stats
 
@@ -176,6 +203,18 @@ class TrainingRun:
         images = self.trainer.sample(self.preview_z)
         path = self.run_dir / "samples" / f"step-{self.trainer.step_count:09d}.png"
         return save_png(grid_image(images, columns=8), path), images
+
+    def measure_kid(self, samples: int) -> dict:
+        """KID and FID of G_ema's samples (seeds 0..samples-1) against the run's dataset,
+        appended to metrics.jsonl."""
+        device = "cuda" if self.trainer.numerics.device.type == "cuda" else "cpu"
+        evaluation = evaluate(self.trainer.G_ema, self.trainer.config.z_dim, self.trainer.config.resolution,
+                              self.dataset_dir, n_fake=samples, network=load_inception(device=device))
+        row = {"step": self.trainer.step_count, "images_seen": self.trainer.images_seen,
+               **dataclasses.asdict(evaluation)}
+        with open(self.run_dir / "metrics.jsonl", "a") as metrics:
+            metrics.write(json.dumps(row) + "\n")
+        return row
 
     def _append_log(self, pending: list[StepStats]) -> None:
         if not pending:
@@ -205,15 +244,25 @@ def preview_step(path: str | Path) -> int:
     return int(Path(path).stem.removeprefix("step-"))
 
 
-def _forget_log_after(run_dir: Path, step: int) -> None:
+def _forget_rows_after(path: Path, step: int) -> None:
     """Steps logged after the checkpoint we resume from are about to be redone: drop them."""
-    rows = [row for row in read_log(run_dir) if row["step"] <= step]
-    (run_dir / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if path.exists():
+        rows = [row for row in _read_jsonl(path) if row["step"] <= step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
-    """The run's StepStats so far; a line cut short by a crash is skipped."""
-    path = Path(run_dir) / "log.jsonl"
+    """The run's StepStats so far."""
+    return _read_jsonl(Path(run_dir) / "log.jsonl")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The run's KID measurements so far: step, images_seen, kid, kid_std, fid, n_real, n_fake."""
+    return _read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """One dict per line; a line cut short by a crash is skipped."""
     if not path.exists():
         return []
     rows = []

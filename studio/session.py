@@ -17,7 +17,7 @@ import torch
 
 from .config import TrainConfig
 from .models import build_generator
-from .run import Budget, Cadence, Pace, TrainingRun, read_log
+from .run import Budget, Cadence, Pace, TrainingRun, read_log, read_metrics
 from .trainer import StepStats
 
 IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
@@ -37,6 +37,8 @@ class Snapshot:
     config: TrainConfig | None = None
     numerics: str = ""
     history: list[dict] = field(default_factory=list)   # StepStats as dicts, possibly thinned
+    metrics: list[dict] = field(default_factory=list)   # KID measurements (see run.read_metrics)
+    measuring: bool = False                              # a KID measurement is under way
     latest: StepStats | None = None
     images_per_s: float = 0.0
     eta_seconds: float | None = None
@@ -59,11 +61,14 @@ class TrainingSession:
         self._pace = Pace(self._budget)
 
     # ------------------------------------------------------------------ commands
-    def start(self, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig, budget: Budget) -> None:
-        self._launch(lambda: TrainingRun.start(dataset_dir, run_dir, config), budget, Path(run_dir))
+    def start(self, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig, budget: Budget,
+              kid_minutes: float | None = None) -> None:
+        """`kid_minutes`: measure KID that often (in training time); None never."""
+        self._launch(lambda: TrainingRun.start(dataset_dir, run_dir, config), budget, Path(run_dir), kid_minutes)
 
-    def resume(self, run_dir: str | Path, budget: Budget, dataset_dir: str | Path | None = None) -> None:
-        self._launch(lambda: TrainingRun.resume(run_dir, dataset_dir), budget, Path(run_dir))
+    def resume(self, run_dir: str | Path, budget: Budget, dataset_dir: str | Path | None = None,
+               kid_minutes: float | None = None) -> None:
+        self._launch(lambda: TrainingRun.resume(run_dir, dataset_dir), budget, Path(run_dir), kid_minutes)
 
     def pause(self) -> None:
         with self._lock:
@@ -92,6 +97,7 @@ class TrainingSession:
         with self._lock:
             snap = copy.copy(self._snap)
             snap.history = list(self._snap.history)
+            snap.metrics = list(self._snap.metrics)
             snap.previews = list(self._snap.previews)
             return snap
 
@@ -106,7 +112,7 @@ class TrainingSession:
         return generator.eval().requires_grad_(False), config
 
     # ------------------------------------------------------------------ the thread
-    def _launch(self, open_run, budget: Budget, run_dir: Path) -> None:
+    def _launch(self, open_run, budget: Budget, run_dir: Path, kid_minutes: float | None) -> None:
         with self._lock:
             if self._snap.state in ACTIVE_STATES:
                 raise SessionBusy("a training run is already going; stop it first")
@@ -115,11 +121,13 @@ class TrainingSession:
             self._budget = budget
             self._generator = None
             self._snap = Snapshot(state=STARTING, run_dir=run_dir, history=_thin(read_log(run_dir), self.history_limit),
+                                  metrics=read_metrics(run_dir),
                                   previews=sorted((run_dir / "samples").glob("step-*.png")))
-            self._thread = threading.Thread(target=self._work, args=(open_run,), name="training", daemon=True)
+            cadence = dataclasses.replace(self.cadence, kid_minutes=kid_minutes)
+            self._thread = threading.Thread(target=self._work, args=(open_run, cadence), name="training", daemon=True)
             self._thread.start()
 
-    def _work(self, open_run) -> None:
+    def _work(self, open_run, cadence: Cadence) -> None:
         try:
             run = open_run()
             with self._lock:
@@ -128,12 +136,14 @@ class TrainingSession:
                 if self._snap.state == STARTING:
                     self._snap.state = TRAINING
             self._pace = Pace(self._budget)
-            run.train(self._budget, self.cadence, should_stop=self._should_stop,
-                      on_step=self._on_step, on_preview=lambda path, images: self._on_preview(run, path, images))
+            run.train(self._budget, cadence, should_stop=self._should_stop, on_step=self._on_step,
+                      on_preview=lambda path, images: self._on_preview(run, path, images),
+                      on_measuring=self._on_measuring, on_metrics=self._on_metrics)
         except Exception as error:   # shown in the UI; the run's last checkpoint stays on disk
             traceback.print_exc()
             with self._lock:
                 self._snap.state = FAILED
+                self._snap.measuring = False
                 self._snap.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             return
         with self._lock:
@@ -153,6 +163,15 @@ class TrainingSession:
                 snap.history = _thin(snap.history, self.history_limit)
             snap.images_per_s = self._pace.images_per_s
             snap.eta_seconds = self._pace.eta_seconds()
+
+    def _on_measuring(self) -> None:
+        with self._lock:
+            self._snap.measuring = True
+
+    def _on_metrics(self, row: dict) -> None:
+        with self._lock:
+            self._snap.measuring = False
+            self._snap.metrics.append(row)
 
     def _on_preview(self, run: TrainingRun, path: Path, images: torch.Tensor) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in run.trainer.G_ema.state_dict().items()}

@@ -21,7 +21,7 @@ from studio.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, GENERATOR_FORM
 from studio.config import TrainConfig
 from studio.latent import seed_to_z, seeds_to_z
 from studio.render import render_seeds
-from studio.run import Budget, Cadence, RunError, TrainingRun, read_log
+from studio.run import Budget, Cadence, RunError, TrainingRun, read_log, read_metrics
 from studio.trainer import StepStats
 
 REAL_SAVE = torch.save
@@ -325,6 +325,34 @@ def test_a_run_resumes_where_its_checkpoint_left_off(dataset32, tiny_config, tmp
     assert last.step == 5 and last.images_seen == 20
     assert latest_checkpoint(run_dir)[1]["step"] == 5
     assert [row["step"] for row in read_log(run_dir)] == [1, 2, 3, 4, 5]
+
+
+def test_a_run_measures_kid_on_its_cadence_and_keeps_it_across_a_resume(dataset32, tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    run = TrainingRun.start(dataset32, run_dir, tiny_config)
+    measuring = []
+    every_step = Cadence(kid_minutes=1e-9, kid_samples=8)
+
+    run.train(Budget(steps=2), every_step, on_measuring=lambda: measuring.append(run.trainer.step_count))
+
+    rows = read_metrics(run_dir)
+    assert [row["step"] for row in rows] == measuring == [1, 2]   # and no repeat when the budget ends
+    assert rows[0]["n_fake"] == 8 and rows[0]["n_real"] == 24
+    assert all(row["kid"] > 0 and row["fid"] > 0 for row in rows)   # two steps in, far from the paintings
+    with open(run_dir / "metrics.jsonl", "a") as metrics:           # measured after the checkpoint, then a crash
+        metrics.write(json.dumps({**rows[-1], "step": 3}) + "\n")
+
+    run = TrainingRun.resume(run_dir)
+    assert [row["step"] for row in read_metrics(run_dir)] == [1, 2]
+
+    run.train(Budget(steps=3), Cadence(kid_minutes=60, kid_samples=8))   # due only at the end of the budget
+    assert [row["step"] for row in read_metrics(run_dir)] == [1, 2, 3]
+
+
+def test_a_stopped_run_ends_without_measuring(dataset32, tiny_config, tmp_path):
+    run = TrainingRun.start(dataset32, tmp_path / "run", tiny_config)
+    run.train(Budget(steps=5), Cadence(kid_minutes=60, kid_samples=8), should_stop=lambda: run.trainer.step_count >= 1)
+    assert read_metrics(tmp_path / "run") == []
 
 
 def test_starting_again_in_a_used_folder_is_refused(dataset32, tiny_config, tmp_path):

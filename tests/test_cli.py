@@ -78,6 +78,19 @@ def test_train_then_resume(dataset32, tmp_path, capsys):
     result = last_json(captured.out)
     assert result["step"] == 5 and result["images_seen"] == 20
     assert latest_checkpoint(run_dir)[1]["step"] == 5
+    assert result["metrics"] is None                                  # KID only when asked for
+
+
+def test_train_can_measure_kid_as_it_goes(dataset32, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", str(dataset32), "--out", str(run_dir), *TINY_TRAIN, "--steps", "2",
+                 "--kid-minutes", "30", "--kid-samples", "8"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "step 2: KID" in captured.out
+    measured = last_json(captured.out)["metrics"]
+    assert measured["step"] == 2 and measured["n_fake"] == 8 and measured["kid"] > 0
+    assert [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [measured]
 
 
 # ---------------------------------------------------------------- generate

