@@ -1,6 +1,7 @@
 """Time to quality: KID against training time for the studio's recipe and two baselines.
 
     python benchmarks/quality.py DATASET_DIR --minutes M [--res 64] [--points 4] [--n 500] [--out DIR]
+    python benchmarks/quality.py DATASET_DIR --minutes 5 --recipes studio --try b16 batch_size=16 --try ...
 
 Each recipe trains on the same dataset for the same M minutes of training time (the clock stops
 while samples are measured), one after another in this process, each in the numerics the "auto"
@@ -10,7 +11,11 @@ rendered by G_ema) are measured against the dataset at the training resolution.
 - studio:            the defaults (FastGAN, hinge, DiffAugment with adaptive p, lazy R1, G_ema)
 - studio-no-augment: the same with augmentation and flips off
 - dcgan:             the textbook recipe: DCGAN networks with BatchNorm, BCE, Adam 2e-4 with
-                     betas (0.5, 0.999), no augmentation, no R1, no averaging of G
+                     betas (0.5, 0.999), no augmentation, no R1, no averaging of G; the same
+                     batch size as the studio, so both take steps of the same size
+
+`--try NAME KEY=VALUE ...` adds a variant of the defaults (values are JSON: 8, 3e-4, false,
+[], "bce"), which is how the defaults were tuned.
 
 Prints a Markdown table; writes a contact sheet per recipe (32 samples) into --out; the last
 line printed is JSON with every measurement.
@@ -31,7 +36,7 @@ from studio.trainer import Trainer
 
 RECIPES = {
     "studio": {},
-    "studio-no-augment": dict(augment=(), flip=False, adaptive_augment=False),
+    "studio-no-augment": dict(augment=(), flip=False, adaptive_augment=False, augment_p_init=0.0),
     # A half-life of one image makes G_ema a copy of G: the baseline samples its raw generator.
     "dcgan": dict(architecture="dcgan", width=64, loss="bce", adam_betas=(0.5, 0.999), augment=(), flip=False,
                   adaptive_augment=False, r1_gamma=0.0, ema_half_life_images=1, ema_rampup=0.0),
@@ -43,7 +48,7 @@ def measure(trainer: Trainer, network, real_features, n: int) -> dict:
     fake = inception_features(generated_images(G, trainer.config.z_dim, n), network)
     kid_mean, kid_std = kid(real_features, fake)
     return {"step": trainer.step_count, "images_seen": trainer.images_seen, "kid": kid_mean, "kid_std": kid_std,
-            "fid": fid(real_features, fake)}
+            "fid": fid(real_features, fake), "augment_p": trainer.ada.p}
 
 
 def train_recipe(name: str, config: TrainConfig, images, network, real_features, minutes: float,
@@ -58,8 +63,24 @@ def train_recipe(name: str, config: TrainConfig, images, network, real_features,
         row = {"minutes": round(trained / 60, 2), **measure(trainer, network, real_features, n)}
         rows.append(row)
         print(f"  {row['minutes']:6.2f} min  step {row['step']:6d}  KID {row['kid'] * 1000:7.2f} "
-              f"± {row['kid_std'] * 1000:5.2f} (x10^-3)  FID {row['fid']:6.1f}", flush=True)
+              f"± {row['kid_std'] * 1000:5.2f} (x10^-3)  FID {row['fid']:6.1f}  augment p {row['augment_p']:.2f}", flush=True)
     return rows, trainer
+
+
+def parse_variant(words: list[str]) -> tuple[str, dict]:
+    """["b16", "batch_size=16", "augment=[]"] -> ("b16", {"batch_size": 16, "augment": ()})."""
+    name, *settings = words
+    changes = {}
+    for setting in settings:
+        key, _, text = setting.partition("=")
+        if key not in TrainConfig.__dataclass_fields__:
+            raise SystemExit(f"error: --try {name}: {key!r} is not a TrainConfig field")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        changes[key] = tuple(value) if isinstance(value, list) else value
+    return name, changes
 
 
 def markdown_table(results: dict[str, list[dict]]) -> str:
@@ -81,8 +102,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=4, help="measurements per recipe")
     parser.add_argument("--n", type=int, default=500, help="generated images per measurement")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="folder for contact sheets")
-    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--recipes", nargs="*", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--try", dest="variants", nargs="+", action="append", default=[],
+                        metavar="NAME KEY=VALUE", help="also train a variant of the defaults")
     args = parser.parse_args()
+    recipes = {name: RECIPES[name] for name in args.recipes} | dict(map(parse_variant, args.variants))
 
     network = load_inception()
     images = load_images(args.dataset, args.res)
@@ -90,8 +114,8 @@ def main() -> None:
     print(f"{args.dataset}: {len(images)} images at {args.res} px; {args.minutes} min per recipe, "
           f"KID/FID of {args.n} samples at {args.points} points")
     results = {}
-    for name in args.recipes:
-        config = TrainConfig(resolution=args.res, **RECIPES[name])
+    for name, changes in recipes.items():
+        config = TrainConfig(**{"resolution": args.res, **changes})
         results[name], trainer = train_recipe(name, config, images, network, real_features,
                                               args.minutes, args.points, args.n)
         sheet = grid_image(trainer.sample(seeds_to_z(list(range(32)), config.z_dim)), columns=8)

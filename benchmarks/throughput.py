@@ -68,9 +68,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=32, help="timed steps per numerics (default 32)")
     parser.add_argument("--res", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32,
+                        help="images per step (default 32: large enough that per-step overheads do not hide the FLOP rate)")
     args = parser.parse_args()
 
-    config = TrainConfig(resolution=args.res)
+    config = TrainConfig(resolution=args.res, batch_size=args.batch)
     images = torch.randint(0, 256, (512, 3, args.res, args.res), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     chosen_trainer = Trainer(config, images)          # measures (or recalls) the fastest numerics

@@ -68,9 +68,12 @@ def _cutout(x: torch.Tensor, p: float, generator: torch.Generator, ratio: float 
     return x * keep
 
 
-def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror half of the images: paintings read as well either way, and it doubles the data."""
-    flipped = _chosen(x.shape[0], 0.5, generator, x.device).to(x.dtype)
+def _flip(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """With probability p, mirror the image or not (a coin decides), as ADA's x-flip does.
+    Mirroring half of all images regardless of p would leak: D could not tell an image from
+    its mirror, so G would be free to paint every motif the wrong way round."""
+    b = x.shape[0]
+    flipped = (_chosen(b, p, generator, x.device) * _chosen(b, 0.5, generator, x.device)).to(x.dtype)
     return x * (1 - flipped) + x.flip(3) * flipped
 
 
@@ -80,9 +83,9 @@ _TRANSFORMS = {"color": _colour, "translation": _translation, "cutout": _cutout}
 def augment(x: torch.Tensor, p: float, policy: tuple[str, ...], flip: bool,
             generator: torch.Generator) -> torch.Tensor:
     """Augment a batch in [-1, 1] (N, C, H, W); differentiable with respect to x."""
-    if flip:
-        x = _flip(x, generator)
     if p > 0:
+        if flip:
+            x = _flip(x, p, generator)
         for name in policy:
             x = _TRANSFORMS[name](x, p, generator)
     return x

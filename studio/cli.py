@@ -17,7 +17,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_generator
 from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
-from .metrics import MetricsUnavailable, evaluate, load_inception
+from .metrics import Evaluation, MetricsUnavailable, evaluate, load_inception
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .run import Budget, Cadence, Pace, RunError, TrainingRun
 from .trainer import StepStats
@@ -106,6 +106,8 @@ def add_train(commands) -> None:
 
 
 def run_train(args) -> int:
+    cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
+                      keep_checkpoints=args.keep, kid_minutes=args.kid_minutes, kid_samples=args.kid_samples)
     if args.resume:
         run = TrainingRun.resume(args.out, args.dataset)
         print(f"Resuming {args.out} at step {run.trainer.step_count}")
@@ -123,18 +125,18 @@ def run_train(args) -> int:
     if budget.steps is None and budget.minutes is None:
         print("No --steps or --minutes given: training until Ctrl-C.")
     bar = ProgressLine(budget)
-    cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
-                      keep_checkpoints=args.keep, kid_minutes=args.kid_minutes, kid_samples=args.kid_samples)
     measured = []
 
     def report_kid(row: dict) -> None:
         measured.append(row)
-        bar.finish()
-        print(f"step {row['step']}: KID {row['kid'] * 1000:.2f} ± {row['kid_std'] * 1000:.2f} (x10^-3), "
-              f"FID {row['fid']:.1f}", flush=True)
+        print(f"step {row['step']}: {Evaluation.from_dict(row).summary()}", flush=True)
+
+    def report_kid_failure(message: str) -> None:
+        print(f"KID could not be measured, training goes on without it: {message}", file=sys.stderr, flush=True)
 
     try:
-        last = run.train(budget, cadence, on_step=bar.update, on_metrics=report_kid)
+        last = run.train(budget, cadence, on_step=bar.update, on_measuring=bar.measuring, on_metrics=report_kid,
+                         on_metrics_failed=report_kid_failure)
     except KeyboardInterrupt:
         bar.finish()
         print(f"Interrupted: saved a checkpoint at step {trainer.step_count} in {args.out}; "
@@ -170,6 +172,10 @@ class ProgressLine:
                 f"{self.pace.images_per_s:.1f} img/s | ETA {self._eta()}")
         print(("\r" + line.ljust(110)) if self.interactive else line, end="" if self.interactive else "\n",
               file=sys.stderr, flush=True)
+
+    def measuring(self) -> None:
+        self.finish()
+        print("measuring KID…", file=sys.stderr, flush=True)
 
     def _eta(self) -> str:
         seconds = self.pace.eta_seconds()

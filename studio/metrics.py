@@ -16,6 +16,8 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +61,15 @@ def sha1_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=2)
-def load_inception(path: Path | None = None, device: str = "cpu") -> torch.nn.Module:
+def load_inception(path: Path | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The TorchScript InceptionV3, after checking it is byte for byte the expected file:
-    TorchScript is code, and a different network would give numbers that mean nothing."""
-    path = Path(path) if path else inception_path()
+    TorchScript is code, and a different network would give numbers that mean nothing. Loaded
+    once per file and device, however the arguments are spelled."""
+    return _load_verified(Path(path) if path else inception_path(), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_verified(path: Path, device: str) -> torch.nn.Module:
     if sha1_of(path) != INCEPTION_SHA1:
         raise MetricsUnavailable(f"{path} is not the expected Inception network (SHA-1 mismatch); "
                                  f"refusing to load it. Reinstall with {INSTALL_HINT}")
@@ -155,7 +161,8 @@ def dataset_features(dataset_dir: str | Path, resolution: int, network: torch.nn
             pass
     features = inception_features(load_images(dataset_dir, resolution), network, progress=progress)
     cache.parent.mkdir(exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
+    # Training (KID) and Explore (copies) may compute the same cache at once: one tmp file each.
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     torch.save(features, tmp)
     tmp.replace(cache)
     return features
@@ -174,6 +181,11 @@ class Evaluation:
     fid: float
     n_real: int
     n_fake: int
+
+    @classmethod
+    def from_dict(cls, row: dict) -> "Evaluation":
+        """From a metrics.jsonl row, which also holds other keys (step, images_seen)."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
     def summary(self) -> str:
         return (f"KID {self.kid * 1000:.2f} ± {self.kid_std * 1000:.2f} (x10^-3), FID {self.fid:.1f} "

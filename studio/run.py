@@ -22,10 +22,10 @@ import torch
 
 from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, list_checkpoints,
                          restore_trainer, save_checkpoint)
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .data import load_images
 from .latent import seeds_to_z
-from .metrics import evaluate, inception_path, load_inception
+from .metrics import evaluate, load_inception
 from .render import grid_image, save_png
 from .trainer import StepStats, Trainer
 
@@ -82,6 +82,10 @@ class Cadence:
     kid_minutes: float | None = None
     kid_samples: int = 250
 
+    def __post_init__(self) -> None:
+        if self.kid_samples < 4:
+            raise ConfigError(f"KID needs at least 4 samples, not {self.kid_samples}")
+
 
 class TrainingRun:
     def __init__(self, run_dir: Path, trainer: Trainer, dataset_dir: Path):
@@ -127,26 +131,35 @@ class TrainingRun:
               on_step: Callable[[StepStats], None] = lambda stats: None,
               on_preview: Callable[[Path, torch.Tensor], None] = lambda path, images: None,
               on_measuring: Callable[[], None] = lambda: None,
-              on_metrics: Callable[[dict], None] = lambda row: None) -> StepStats | None:
+              on_metrics: Callable[[dict], None] = lambda row: None,
+              on_metrics_failed: Callable[[str], None] = lambda message: None) -> StepStats | None:
         """Step until the budget is spent or `should_stop()` says so, then checkpoint.
 
         `budget.minutes` counts time spent in steps, so a pause (a `should_stop` that blocks)
         uses none of it, and neither do KID measurements. A KeyboardInterrupt checkpoints before
         it propagates. Any other error keeps the last periodic checkpoint: the state in the
-        middle of a failed step is not trusted."""
-        if cadence.kid_minutes:
-            inception_path()   # a missing package stops the run before it starts, not later
-        trained_seconds = last_kid = 0.0   # training seconds, in all, and at the last KID
+        middle of a failed step is not trusted. A KID measurement that fails is reported and
+        not tried again; training goes on."""
+        measuring = bool(cadence.kid_minutes)
+        if measuring:
+            self._inception()   # missing or wrong weights stop the run before it starts, not later
+        trained_seconds = kid_measured_at = 0.0   # seconds of training, in all and at the last KID
         last_checkpoint = last_preview = time.monotonic()
         stats = None
         measured_step = None
         pending_log: list[StepStats] = []
 
         def measure() -> None:
-            nonlocal measured_step
+            nonlocal measured_step, measuring
             on_measuring()
-            on_metrics(self.measure_kid(cadence.kid_samples))
+            try:
+                row = self.measure_kid(cadence.kid_samples)
+            except Exception as error:   # the model is fine; only its score is missing
+                measuring = False
+                on_metrics_failed(f"{type(error).__name__}: {error}")
+                return
             measured_step = self.trainer.step_count
+            on_metrics(row)
 
         try:
             while not self._spent(budget, trained_seconds) and not should_stop():
@@ -163,21 +176,21 @@ class TrainingRun:
                 if now - last_checkpoint >= cadence.checkpoint_minutes * 60:
                     self.save(cadence.keep_checkpoints)
                     last_checkpoint = now
-                if cadence.kid_minutes and trained_seconds >= last_kid + cadence.kid_minutes * 60:
+                if measuring and trained_seconds >= kid_measured_at + cadence.kid_minutes * 60:
                     measure()
-                    last_kid = trained_seconds
+                    kid_measured_at = trained_seconds
         except KeyboardInterrupt:
             self._finish(stats, pending_log, cadence, on_preview)
             raise
         except BaseException:
             self._append_log(pending_log)
             raise
-        # A run that used up its budget ends with its final quality on record; a stopped one
-        # ends as soon as its checkpoint is safe.
-        if cadence.kid_minutes and stats is not None and self._spent(budget, trained_seconds) \
+        self._finish(stats, pending_log, cadence, on_preview)
+        # A run that used up its budget ends with its final quality on record (measured after
+        # the checkpoint is safe); a stopped one ends as soon as the checkpoint is written.
+        if measuring and stats is not None and self._spent(budget, trained_seconds) \
                 and measured_step != self.trainer.step_count:
             measure()
-        self._finish(stats, pending_log, cadence, on_preview)
         return stats
 
     def _finish(self, stats: StepStats | None, pending_log: list[StepStats], cadence: Cadence,
@@ -207,14 +220,19 @@ class TrainingRun:
     def measure_kid(self, samples: int) -> dict:
         """KID and FID of G_ema's samples (seeds 0..samples-1) against the run's dataset,
         appended to metrics.jsonl."""
-        device = "cuda" if self.trainer.numerics.device.type == "cuda" else "cpu"
         evaluation = evaluate(self.trainer.G_ema, self.trainer.config.z_dim, self.trainer.config.resolution,
-                              self.dataset_dir, n_fake=samples, network=load_inception(device=device))
+                              self.dataset_dir, n_fake=samples, network=self._inception())
         row = {"step": self.trainer.step_count, "images_seen": self.trainer.images_seen,
                **dataclasses.asdict(evaluation)}
         with open(self.run_dir / "metrics.jsonl", "a") as metrics:
             metrics.write(json.dumps(row) + "\n")
         return row
+
+    def _inception(self) -> torch.nn.Module:
+        """The verified Inception network: on the GPU when training runs on CUDA, else on the
+        CPU (the only path tested with Apple's MPS so far)."""
+        device = self.trainer.numerics.device
+        return load_inception(device=device if device.type == "cuda" else "cpu")
 
     def _append_log(self, pending: list[StepStats]) -> None:
         if not pending:

@@ -39,6 +39,7 @@ class Snapshot:
     history: list[dict] = field(default_factory=list)   # StepStats as dicts, possibly thinned
     metrics: list[dict] = field(default_factory=list)   # KID measurements (see run.read_metrics)
     measuring: bool = False                              # a KID measurement is under way
+    metrics_error: str | None = None                     # why KID could not be measured
     latest: StepStats | None = None
     images_per_s: float = 0.0
     eta_seconds: float | None = None
@@ -120,17 +121,18 @@ class TrainingSession:
             self._running.set()
             self._budget = budget
             self._generator = None
-            self._snap = Snapshot(state=STARTING, run_dir=run_dir, history=_thin(read_log(run_dir), self.history_limit),
-                                  metrics=read_metrics(run_dir),
+            self._snap = Snapshot(state=STARTING, run_dir=run_dir,
                                   previews=sorted((run_dir / "samples").glob("step-*.png")))
-            cadence = dataclasses.replace(self.cadence, kid_minutes=kid_minutes)
+            cadence = dataclasses.replace(self.cadence, kid_minutes=kid_minutes)   # chosen per run
             self._thread = threading.Thread(target=self._work, args=(open_run, cadence), name="training", daemon=True)
             self._thread.start()
 
     def _work(self, open_run, cadence: Cadence) -> None:
         try:
             run = open_run()
-            with self._lock:
+            with self._lock:   # read after a resume has dropped what was logged past its checkpoint
+                self._snap.history = _thin(read_log(run.run_dir), self.history_limit)
+                self._snap.metrics = read_metrics(run.run_dir)
                 self._snap.config = run.trainer.config
                 self._snap.numerics = run.trainer.numerics.describe()
                 if self._snap.state == STARTING:
@@ -138,7 +140,8 @@ class TrainingSession:
             self._pace = Pace(self._budget)
             run.train(self._budget, cadence, should_stop=self._should_stop, on_step=self._on_step,
                       on_preview=lambda path, images: self._on_preview(run, path, images),
-                      on_measuring=self._on_measuring, on_metrics=self._on_metrics)
+                      on_measuring=self._on_measuring, on_metrics=self._on_metrics,
+                      on_metrics_failed=self._on_metrics_failed)
         except Exception as error:   # shown in the UI; the run's last checkpoint stays on disk
             traceback.print_exc()
             with self._lock:
@@ -172,6 +175,11 @@ class TrainingSession:
         with self._lock:
             self._snap.measuring = False
             self._snap.metrics.append(row)
+
+    def _on_metrics_failed(self, message: str) -> None:
+        with self._lock:
+            self._snap.measuring = False
+            self._snap.metrics_error = message
 
     def _on_preview(self, run: TrainingRun, path: Path, images: torch.Tensor) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in run.trainer.G_ema.state_dict().items()}

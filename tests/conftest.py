@@ -142,8 +142,9 @@ def tiny_run_dir(images32, tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------- background work
-# Preview after every step and log every step, so tests see results after a few tiny steps.
-FAST_CADENCE = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1)
+# Preview after every step and log every step, so tests see results after a few tiny steps; KID,
+# when asked for, of only 8 samples.
+FAST_CADENCE = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1, kid_samples=8)
 
 
 def wait_for(condition, timeout: float = 90.0):

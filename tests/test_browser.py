@@ -1,5 +1,6 @@
 """The whole path an artist takes, in a real browser (Debian's Chromium through Playwright):
-drop a folder of paintings, train a tiny model, pick keyframes, download a GIF and an MP4.
+drop a folder of paintings, train a tiny model (measuring its KID), pick keyframes, download a
+GIF and an MP4.
 
 A screenshot of each tab is taken for a person to look at: into the test's tmp folder, or into
 the folder named by the environment variable STUDIO_SCREENSHOT_DIR when it is set, e.g.
@@ -114,6 +115,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     radio(page, "train-model-size", "Tiny · 8")
     radio(page, "train-duration-unit", "steps")
     fill_number(page, "train-duration", 40)
+    fill_number(page, "train-kid-minutes", 60)                  # measured once, when the 40 steps are done
     page.get_by_text("More settings", exact=True).click()
     fill_number(page, "train-batch", 4)
     radio(page, "train-precision", "fp32")
@@ -123,6 +125,8 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     expect(page.locator("#train-status")).to_contain_text("step 40")
     expect(thumbnails(page, "sample-gallery")).to_have_count(16)
     expect(page.locator("#loss-plot canvas, #loss-plot svg").first).to_be_visible()
+    expect(page.locator("#train-status")).to_contain_text(re.compile(r"KID [\d.]+×10⁻³ at step 40"))
+    expect(page.locator("#kid-plot canvas, #kid-plot svg").first).to_be_visible()
     expect(thumbnails(page, "train-timelapse").first).to_be_visible()
     page.get_by_text("More settings", exact=True).click()       # fold it away again for the picture
     page.screenshot(path=str(screenshots / "screenshot-train.png"), full_page=True)

@@ -349,6 +349,21 @@ def test_a_run_measures_kid_on_its_cadence_and_keeps_it_across_a_resume(dataset3
     assert [row["step"] for row in read_metrics(run_dir)] == [1, 2, 3]
 
 
+def test_a_failing_measurement_is_reported_once_and_training_goes_on(dataset32, tiny_config, tmp_path,
+                                                                       monkeypatch):
+    def dataset_gone(self, samples):
+        raise FileNotFoundError("datasets/shapes/manifest.json")
+    monkeypatch.setattr(TrainingRun, "measure_kid", dataset_gone)
+    run = TrainingRun.start(dataset32, tmp_path / "run", tiny_config)
+    failures = []
+
+    last = run.train(Budget(steps=3), Cadence(kid_minutes=1e-9, kid_samples=8), on_metrics_failed=failures.append)
+
+    assert last.step == 3 and step_files(tmp_path / "run") == ["step-000000003.pt"]
+    assert failures == ["FileNotFoundError: datasets/shapes/manifest.json"]
+    assert read_metrics(tmp_path / "run") == []
+
+
 def test_a_stopped_run_ends_without_measuring(dataset32, tiny_config, tmp_path):
     run = TrainingRun.start(dataset32, tmp_path / "run", tiny_config)
     run.train(Budget(steps=5), Cadence(kid_minutes=60, kid_samples=8), should_stop=lambda: run.trainer.step_count >= 1)

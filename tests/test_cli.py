@@ -150,6 +150,10 @@ USER_ERRORS = {
     "train: resume without a run": (
         lambda tmp, run, data: ["train", str(data), "--out", str(tmp / "r"), "--resume", "--steps", "1"],
         "cannot resume"),
+    "train: too few KID samples": (
+        lambda tmp, run, data: ["train", str(data), "--out", str(tmp / "r"), *TINY_TRAIN, "--steps", "1",
+                                "--kid-minutes", "1", "--kid-samples", "3"],
+        "at least 4 samples"),
     "generate: nonexistent checkpoint": (
         lambda tmp, run, data: ["generate", str(tmp / "missing.pt"), "--out", str(tmp / "g.png")],
         "does not exist"),

@@ -1,6 +1,7 @@
 """The background training session: start, pause, resume, stop, failures, exploring the live run."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -37,7 +38,21 @@ def test_kid_measurements_reach_the_snapshot(session, dataset32, tmp_path):
     session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=2), kid_minutes=60)
     snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
     assert [row["step"] for row in snap.metrics] == [2] and snap.metrics[0]["kid"] > 0
-    assert not snap.measuring
+    assert not snap.measuring and snap.metrics_error is None
+
+
+def test_a_resumed_run_shows_only_what_its_checkpoint_has_seen(session, dataset32, tmp_path):
+    session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=2), kid_minutes=60)
+    measured = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s).metrics[0]
+    with open(tmp_path / "run" / "log.jsonl", "a") as log:            # logged past the checkpoint, then a crash
+        log.write(json.dumps({"step": 3, "loss_g": 0.0, "loss_d": 0.0, "augment_p": 0.0}) + "\n")
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as metrics:
+        metrics.write(json.dumps({**measured, "step": 3}) + "\n")
+
+    session.resume(tmp_path / "run", Budget(steps=2))                # nothing left to train: shows the record
+    snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
+    assert [row["step"] for row in snap.history] == [1, 2]
+    assert snap.metrics == [measured]
 
 
 def test_pause_holds_the_step_count_and_resume_continues(session, dataset32, tmp_path):

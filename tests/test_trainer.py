@@ -158,11 +158,19 @@ def test_augment_with_p0_and_no_flip_is_the_identity():
 
 def test_flip_alone_mirrors_some_images_and_keeps_the_others():
     x = batch(n=16)
-    out = augment(x, 0.0, AUGMENTATIONS, True, torch.Generator().manual_seed(0))
+    out = augment(x, 1.0, (), True, torch.Generator().manual_seed(0))
     kept = [torch.equal(o, i) for o, i in zip(out, x)]
     mirrored = [torch.equal(o, i.flip(2)) for o, i in zip(out, x)]
     assert all(k or m for k, m in zip(kept, mirrored))
     assert any(kept) and any(mirrored)
+
+
+def test_flips_follow_p_so_they_cannot_leak_into_the_samples():
+    x = batch(n=64)
+    assert torch.equal(augment(x, 0.0, (), True, torch.Generator().manual_seed(0)), x)
+    out = augment(x, 0.25, (), True, torch.Generator().manual_seed(0))
+    mirrored = sum(not torch.equal(o, i) for o, i in zip(out, x))
+    assert 0 < mirrored < 64 * 0.3          # about p/2 of them: most images keep their orientation
 
 
 @pytest.mark.parametrize("policy", [("color",), ("translation",), ("cutout",), AUGMENTATIONS])

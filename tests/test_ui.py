@@ -125,11 +125,12 @@ def test_kid_every_few_minutes_is_plotted_beside_the_losses(workspace, session, 
     tab = TrainTab(workspace, session)
     tab.start(**settings(ingested, kid_minutes=30))            # due once, when the 3 steps are done
     wait_for(lambda: session.snapshot().state == FINISHED)
-    status, plot, kid_plot, *_ = tab.poll(None)
+    status, plot, kid_plot, *_, seen = tab.poll(None)
     assert kid_plot.visible and [step for step, _ in kid_plot.value["data"]] == [3]
     kid = kid_plot.value["data"][0][1]
     assert kid > 0 and f"KID {kid:.1f}×10⁻³ at step 3" in status
     assert read_metrics(workspace.run_dir("shapes-32px"))[0]["kid"] * 1000 == pytest.approx(kid)
+    assert isinstance(tab.poll(seen)[2], type(gr.skip()))     # sent once, not every second
 
 
 def test_kid_needs_the_inception_weights_before_a_run_starts(workspace, session, ingested, monkeypatch):

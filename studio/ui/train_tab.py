@@ -14,7 +14,7 @@ from ..config import AUGMENTATIONS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigEr
 from ..data import DatasetError, read_manifest
 from ..metrics import MetricsUnavailable, inception_path
 from ..render import to_pil_images
-from ..run import PREVIEW_SEEDS, Budget, Cadence, preview_step
+from ..run import PREVIEW_SEEDS, Budget, preview_step
 from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, STOPPING, TRAINING, \
     SessionBusy, Snapshot, TrainingSession
 from ..workspace import Workspace, folder_name, run_step
@@ -22,7 +22,6 @@ from ..workspace import Workspace, folder_name, run_step
 RESOLUTIONS = (32, 64, 128, 256)
 MODEL_SIZES = [("Tiny · 8", 8), ("Small · 16", 16), ("Medium · 32", 32), ("Large · 64", 64)]
 SAMPLES_SHOWN = 16
-KID_SAMPLES = Cadence.kid_samples
 TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
 
@@ -52,8 +51,9 @@ class TrainTab:
                                       elem_id="train-run-name")
                     kid_minutes = gr.Number(
                         10 if torch.cuda.is_available() else 0, minimum=0, label="Measure quality (KID) every … minutes",
-                        info=f"0 = never. Compares {KID_SAMPLES} samples with your paintings; "
-                             "on a CPU each measurement takes about half a minute.",
+                        info=f"0 = never. Compares {self.session.cadence.kid_samples} samples with your "
+                             "paintings; on a CPU each takes about half a minute (the first also reads "
+                             "every painting: 0.1 s each).",
                         elem_id="train-kid-minutes")
                     with gr.Accordion("More settings", open=False):
                         loss = gr.Dropdown(list(LOSSES), value=TrainConfig.loss, label="Loss",
@@ -174,13 +174,14 @@ class TrainTab:
         snap = self.session.snapshot()
         run = str(snap.run_dir)
         step = snap.latest.step if snap.latest else 0
-        now = (run, snap.state, step, len(snap.previews), len(snap.metrics))
+        measured = (len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None)
+        now = (run, snap.state, step, len(snap.previews), measured)
         before = seen or (None,) * len(now)
         if now[:3] == before[:3]:
             plot = gr.skip()
         else:   # hidden while empty: an empty plot draws as a broken frame
             plot = gr.LinePlot(_loss_frame(snap.history), visible=bool(snap.history))
-        if (run, len(snap.metrics)) == (before[0], before[4]):
+        if (run, measured) == (before[0], before[4]):
             kid_plot = gr.skip()
         else:
             kid_plot = gr.LinePlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
@@ -233,6 +234,8 @@ def status_line(snap: Snapshot) -> str:
     if snap.metrics:
         newest = snap.metrics[-1]
         parts.append(f"KID {newest['kid'] * 1000:.1f}×10⁻³ at step {newest['step']:,}")
+    if snap.metrics_error:
+        parts.append(f"KID could not be measured ({snap.metrics_error})")
     if snap.numerics:
         parts.append(snap.numerics)
     if snap.state == FINISHED:
