@@ -129,7 +129,7 @@ def test_kid_every_few_minutes_is_plotted_beside_the_losses(workspace, session, 
     assert kid_plot.visible and [step for step, _ in kid_plot.value["data"]] == [3]
     kid = kid_plot.value["data"][0][1]
     assert kid > 0 and f"KID {kid:.1f}×10⁻³ at step 3" in status
-    assert read_metrics(workspace.run_dir("shapes-32px"))[0]["kid"] * 1000 == pytest.approx(kid)
+    assert read_metrics(workspace.run_dir("shapes-32px"))[0]["kid"] * 1000 == pytest.approx(kid, abs=0.05)
     assert isinstance(tab.poll(seen)[2], type(gr.skip()))     # sent once, not every second
 
 

@@ -86,9 +86,11 @@ class TrainTab:
                                            y_title="loss, or augmentation p", color_title="", height=300,
                                            title="Losses and augmentation", show_label=False, visible=False,
                                            elem_id="loss-plot", scale=2)
-                        kid_plot = gr.LinePlot(None, x="step", y="KID x10^3", height=300,
-                                               title="Quality: KID x10^3, lower is better", show_label=False,
-                                               visible=False, elem_id="kid-plot", scale=1)
+                        # Points, not a line: measurements are minutes apart, and the first one alone
+                        # would draw nothing.
+                        kid_plot = gr.ScatterPlot(None, x="step", y="KID x10^3", height=300, title="Quality (KID)",
+                                                  y_title="KID x10³, lower is better", show_label=False,
+                                                  visible=False, elem_id="kid-plot", scale=1)
                     timelapse = gr.Gallery(label="Time-lapse: the 64 preview seeds as training went on",
                                            columns=TIMELAPSE_SHOWN, elem_id="train-timelapse",
                                            elem_classes="contact-sheet")
@@ -116,7 +118,7 @@ class TrainTab:
                 for name in self.workspace.run_names(resumable=True)]
         value = current if current in datasets else next(iter(datasets), None)
         return (gr.Dropdown(choices=datasets, value=value), gr.Dropdown(choices=runs, value=None),
-                gr.LinePlot(visible=False), gr.LinePlot(visible=False), None)
+                gr.LinePlot(visible=False), gr.ScatterPlot(visible=False), None)
 
     def start(self, dataset: str | None, name: str, resolution: int, width: int, loss: str, augment: bool,
               unit: str, amount: float, batch: float, precision: str, layout: str, seed: float,
@@ -184,7 +186,7 @@ class TrainTab:
         if (run, measured) == (before[0], before[4]):
             kid_plot = gr.skip()
         else:
-            kid_plot = gr.LinePlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
+            kid_plot = gr.ScatterPlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
         if (run, len(snap.previews)) != (before[0], before[3]):
             samples, timelapse = _samples(snap), _timelapse(snap)
         else:
@@ -258,7 +260,7 @@ def _loss_frame(history: list[dict]) -> pd.DataFrame:
 
 
 def _kid_frame(metrics: list[dict]) -> pd.DataFrame:
-    rows = [(row["step"], row["kid"] * 1000) for row in metrics]
+    rows = [(row["step"], round(row["kid"] * 1000, 1)) for row in metrics]   # as the status line says it
     return pd.DataFrame(rows, columns=["step", "KID x10^3"]).astype({"step": int, "KID x10^3": float})
 
 
