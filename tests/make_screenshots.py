@@ -8,7 +8,7 @@ headless, through Playwright; never `playwright install`) visits it:
 
   1 · Dataset  picks the dataset, so its paintings and counts show  -> screenshot-dataset.png
   2 · Train    continues the run for --steps more steps, so the loss plot (its whole history),
-               the newest samples and the time-lapse fill in; the picture is taken while it is
+               the newest samples, the time-lapse and one KID point fill in; the picture is taken while it is
                still training, then it is stopped                -> screenshot-train.png
   3 · Explore  picks the run, clicks two samples as keyframes, previews the walk between
                them and exports it as a GIF                      -> screenshot-explore.png
@@ -37,6 +37,7 @@ from browser import ARGS, CHROMIUM, choose, fill_number, free_port, radio, thumb
 
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 120_000
+KID_MINUTES = 0.75                 # one KID measurement within the default 100 steps
 TRAIN_TIMEOUT_MS = 60 * 60_000     # training on a busy CPU can take a while; this only catches a hang
 # The page is still: no event is running (gradio hides every status tracker), no transition is
 # half-way (a finished event fades its outputs back in) and every image has loaded.
@@ -102,6 +103,7 @@ def train_tab(page, run: str, steps: int, picture: Path) -> None:
     start = int(re.search(r"step ([\d,]+)", picked)[1].replace(",", ""))
     radio(page, "train-duration-unit", "steps")
     fill_number(page, "train-duration", 2 * steps)        # so it is still training (with an ETA) at the picture
+    fill_number(page, "train-kid-minutes", KID_MINUTES)
     page.locator("#train-continue").click()
 
     status = page.locator("#train-status")
@@ -117,7 +119,8 @@ def train_tab(page, run: str, steps: int, picture: Path) -> None:
         """([start]) => [...document.querySelectorAll('#train-timelapse button.thumbnail-item')]
              .some(item => parseInt(item.innerText.replace(/\\D/g, '')) > start)""", arg=[start])
     expect(page.locator("#loss-plot canvas, #loss-plot svg").first).to_be_visible()
-    expect(status).to_contain_text("images/s")
+    expect(page.locator("#kid-plot canvas, #kid-plot svg").first).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(status).to_contain_text("images/s", timeout=TRAIN_TIMEOUT_MS)
     shoot(page, picture)
 
     page.locator("#train-stop").click()
