@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
-import torch
 
 from ..config import AUGMENTATIONS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
 from ..metrics import MetricsUnavailable, inception_path
 from ..render import to_pil_images
-from ..run import PREVIEW_SEEDS, Budget, preview_step
+from ..run import PREVIEW_SEEDS, Budget, default_kid_minutes, preview_step
 from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, STOPPING, TRAINING, \
     SessionBusy, Snapshot, TrainingSession
 from ..workspace import Workspace, folder_name, run_step
@@ -50,7 +49,7 @@ class TrainTab:
                     name = gr.Textbox(label="Run name", placeholder="automatic: dataset-resolution",
                                       elem_id="train-run-name")
                     kid_minutes = gr.Number(
-                        10 if torch.cuda.is_available() else 0, minimum=0, label="Measure quality (KID) every … minutes",
+                        default_kid_minutes(), minimum=0, label="Measure quality (KID) every … minutes",
                         info=f"0 = never. Compares {self.session.cadence.kid_samples} samples with your "
                              "paintings; on a CPU each takes about half a minute (the first also reads "
                              "every painting: 0.1 s each).",
