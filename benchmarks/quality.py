@@ -58,12 +58,18 @@ def train_recipe(name: str, config: TrainConfig, images, network, real_features,
     checkpoints = [minutes * 60 * (i + 1) / points for i in range(points)]
     trained, rows = 0.0, []
     for target in checkpoints:
+        signs = []
         while trained < target:
-            trained += trainer.step().seconds
-        row = {"minutes": round(trained / 60, 2), **measure(trainer, network, real_features, n)}
+            stats = trainer.step()
+            trained += stats.seconds
+            signs.append(stats.real_sign)
+        # E[sign(D(real))] since the last point: near 1 means D has memorised the reals.
+        row = {"minutes": round(trained / 60, 2), **measure(trainer, network, real_features, n),
+               "real_sign": sum(signs) / len(signs)}
         rows.append(row)
         print(f"  {row['minutes']:6.2f} min  step {row['step']:6d}  KID {row['kid'] * 1000:7.2f} "
-              f"± {row['kid_std'] * 1000:5.2f} (x10^-3)  FID {row['fid']:6.1f}  augment p {row['augment_p']:.2f}", flush=True)
+              f"± {row['kid_std'] * 1000:5.2f} (x10^-3)  FID {row['fid']:6.1f}  augment p {row['augment_p']:.2f}  "
+              f"D sure of reals {row['real_sign']:+.2f}", flush=True)
     return rows, trainer
 
 

@@ -115,7 +115,10 @@ class AdaptiveProbability:
         if self._steps % self.interval_steps == 0:
             overfit = self._sign_sum / self._sign_count
             step = self._sign_count / self.images_to_full
-            self.p = min(max(self.p + step * (1 if overfit > self.target else -1), 0.0), 1.0)
+            p = self.p + step * (1 if overfit > self.target else -1)
+            # Float sums of ±step leave ~1e-20 where p should be 0, which would switch the
+            # augmentation's code path (and its random draws) on for nothing.
+            self.p = 0.0 if p < step / 2 else min(p, 1.0)
             self._sign_sum, self._sign_count = 0.0, 0
 
     def state_dict(self) -> dict:

@@ -45,6 +45,27 @@ def _positive(kind):
     return parse
 
 
+class CountProgress:
+    """"done/total what" on stderr: rewritten in place on a terminal; in a log file a line
+    every 10 s and the last one, so thousands of files do not flood it."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.interactive = sys.stderr.isatty()
+        self.last_print = -float("inf")
+
+    def __call__(self, done: int, total: int, name: str = "") -> None:
+        now = time.monotonic()
+        if done < total and now - self.last_print < (0.1 if self.interactive else 10):
+            return
+        self.last_print = now
+        line = f"  {done}/{total} {self.what} {name[-50:]}".rstrip()
+        if self.interactive:
+            print("\r" + line.ljust(80), end="\n" if done == total else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------------- ingest
 def add_ingest(commands) -> None:
     p = commands.add_parser("ingest", help="validate and normalise paintings into a dataset folder")
@@ -60,17 +81,12 @@ def add_ingest(commands) -> None:
 
 def run_ingest(args) -> int:
     options = IngestOptions(resolution=args.res, fit=args.fit, background=args.background)
-    report = ingest(args.sources, args.out, options, progress=_ingest_progress)
-    print(file=sys.stderr)
+    report = ingest(args.sources, args.out, options, progress=CountProgress("files"))
     print(report.summary())
     for rejection in report.rejected:
         print(f"  rejected {rejection.file}: {rejection.reason}")
     print(json.dumps(report.to_json()))
     return 0
-
-
-def _ingest_progress(done: int, total: int, name: str) -> None:
-    print(f"\r  {done}/{total} {name[-50:]:<50}", end="", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------- train
@@ -246,18 +262,11 @@ def run_evaluate(args) -> int:
     network = load_inception()
     generator, config = load_generator(args.source)
     result = evaluate(generator, config.z_dim, config.resolution, args.dataset, args.n, network,
-                              progress=_count_progress("generated images"))
-    print(file=sys.stderr)
+                              progress=CountProgress("generated images"))
     print(result.summary())
     print(json.dumps({"kid": result.kid, "kid_std": result.kid_std, "fid": result.fid,
                       "n_real": result.n_real, "n_fake": result.n_fake}))
     return 0
-
-
-def _count_progress(what: str):
-    def show(done: int, total: int) -> None:
-        print(f"\r  {done}/{total} {what}", end="", file=sys.stderr, flush=True)
-    return show
 
 
 # ------------------------------------------------------------------------------------ main

@@ -55,6 +55,19 @@ def test_ingest_prints_a_summary_and_json_last(shapes_dir, tmp_path, capsys):
     assert "Traceback" not in captured.err
 
 
+def test_ingest_progress_in_a_log_is_whole_lines_not_one_per_file(shapes_dir, tmp_path, capsys):
+    src = tmp_path / "drop"
+    src.mkdir()
+    for i, image in enumerate(sorted(shapes_dir.glob("*.png"))[:12]):
+        shutil.copy(image, src / f"painting{i:02d}.png")
+
+    assert main(["ingest", str(src), "--out", str(tmp_path / "dataset"), "--res", "32"]) == 0
+
+    err = capsys.readouterr().err          # captured, so not a terminal
+    assert "\r" not in err
+    assert err.splitlines() == ["  1/12 files painting00.png", "  12/12 files painting11.png"]
+
+
 # ---------------------------------------------------------------- train
 def test_train_then_resume(dataset32, tmp_path, capsys):
     run_dir = tmp_path / "run"

@@ -225,6 +225,13 @@ def test_ada_keeps_p_between_0_and_1():
     assert low.p == 0.0 and high.p == 1.0
 
 
+def test_ada_returns_to_exactly_0_so_augmentation_is_off_again():
+    ada = AdaptiveProbability(0.0, target=0.6, interval_steps=1, images_to_full=100_000, enabled=True)
+    for value in [5.0] * 7 + [-5.0] * 7:        # float sums of 8e-5 would leave 8e-20
+        ada.observe(logits(value))
+    assert ada.p == 0.0
+
+
 def test_ada_adjusts_only_every_interval_and_not_when_disabled():
     ada = controller(0.5, interval=3)
     ada.observe(logits(5.0))
