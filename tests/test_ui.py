@@ -30,7 +30,7 @@ from studio.run import Budget, read_metrics
 from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_tab import LIVE, ExploreTab
-from studio.ui.train_tab import TIMELAPSE_SHOWN, TrainTab, _timelapse, status_line
+from studio.ui.train_tab import PLOT_POINTS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, status_line
 from studio.workspace import Workspace, folder_name
 
 
@@ -119,6 +119,16 @@ def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session
     again = tab.poll(seen)
     assert all(isinstance(part, type(gr.skip())) for part in again[1:-1])   # nothing changed, nothing sent
     assert tab.refresh(ingested)[1].choices == [("shapes-32px · step 3", "shapes-32px")]
+
+
+def test_a_long_runs_loss_curves_are_averaged_into_a_few_hundred_points():
+    history = [{"step": step, "loss_g": float(step % 2), "loss_d": 1.0, "augment_p": 0.0}
+               for step in range(1, 4001)]
+    frame = _loss_frame(history)
+    g = frame[frame["series"] == "G loss"]
+    assert len(g) == PLOT_POINTS and g["step"].iloc[-1] == 4000     # the newest step stays
+    assert g["value"].tolist() == [0.5] * PLOT_POINTS                 # alternating 0/1 averages out
+    assert set(frame["series"]) == {"G loss", "D loss", "augment p"}
 
 
 def test_kid_every_few_minutes_is_plotted_beside_the_losses(workspace, session, ingested):

@@ -23,6 +23,8 @@ MODEL_SIZES = [("Tiny · 8", 8), ("Small · 16", 16), ("Medium · 32", 32), ("La
 SAMPLES_SHOWN = 16
 TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
+LOSS_SERIES = {"loss_g": "G loss", "loss_d": "D loss", "augment_p": "augment p"}
+PLOT_POINTS = 200            # per loss curve
 
 
 class TrainTab:
@@ -251,11 +253,18 @@ def _duration(seconds: float) -> str:
 
 
 def _loss_frame(history: list[dict]) -> pd.DataFrame:
-    """Long format, as gr.LinePlot wants: one row per (step, series). The types are explicit
+    """Long format, as gr.LinePlot wants: one row per (step, series). A long run's steps are
+    averaged into PLOT_POINTS bins: the curves read as trends rather than per-step noise, and
+    the browser redraws a few hundred points a second, not thousands. The types are explicit
     because an empty frame's would be guessed as text, and the plot would treat steps as labels."""
-    rows = [(row["step"], row[key], series) for row in history
-            for key, series in (("loss_g", "G loss"), ("loss_d", "D loss"), ("augment_p", "augment p"))]
-    return pd.DataFrame(rows, columns=PLOT_COLUMNS).astype({"step": int, "value": float, "series": str})
+    frame = pd.DataFrame(history, columns=["step", *LOSS_SERIES])
+    if len(frame) > PLOT_POINTS:
+        first, last = frame["step"].iloc[0], frame["step"].iloc[-1]
+        bins = (frame["step"] - first) * PLOT_POINTS // (last - first + 1)
+        frame = frame.groupby(bins).agg({"step": "max", **{key: "mean" for key in LOSS_SERIES}})
+    long = frame.melt(id_vars="step", var_name="series")
+    long["series"] = long["series"].map(LOSS_SERIES)
+    return long[PLOT_COLUMNS].astype({"step": int, "value": float, "series": str})
 
 
 def _kid_frame(metrics: list[dict]) -> pd.DataFrame:
