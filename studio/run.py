@@ -256,7 +256,8 @@ def recorded_dataset(run_dir: str | Path) -> Path:
         recorded = json.loads((run_dir / "run.json").read_text())
         absolute = Path(recorded["dataset"])
     except (OSError, ValueError, KeyError) as error:
-        raise RunError(f"{run_dir} does not say which dataset it was trained on; name the dataset") from error
+        raise RunError(f"{run_dir} does not say which dataset it was trained on "
+                       f"(its run.json is missing or damaged)") from error
     if "dataset_relative" in recorded:
         beside = (run_dir / recorded["dataset_relative"]).resolve()
         if (beside / "manifest.json").exists():

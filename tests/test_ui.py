@@ -251,7 +251,8 @@ def test_a_copied_painting_is_found_at_distance_zero(dataset32, tmp_path):
 
 def test_checking_for_copies_explains_what_is_missing(explore):
     pairs, note = explore.check_copies("tiny", [0], 1.0, progress=no_progress)   # no run.json
-    assert pairs == [] and note.startswith("Cannot check for copies") and "dataset" in note
+    assert pairs == [] and note.startswith("Cannot check for copies")
+    assert "does not say which dataset it was trained on (its run.json is missing or damaged)" in note
 
 
 def test_explore_without_a_model_says_what_to_do(workspace, session):
