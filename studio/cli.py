@@ -47,21 +47,20 @@ def _positive(kind):
 
 class CountProgress:
     """"done/total what" on stderr: rewritten in place on a terminal; in a log file a line
-    every 10 s and the last one, so thousands of files do not flood it."""
+    every 10 s and the last one of each stage, so thousands of files do not flood it."""
 
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(self):
         self.interactive = sys.stderr.isatty()
         self.last_print = -float("inf")
 
-    def __call__(self, done: int, total: int, name: str = "") -> None:
+    def __call__(self, done: int, total: int, what: str) -> None:
         now = time.monotonic()
         if done < total and now - self.last_print < (0.1 if self.interactive else 10):
             return
         self.last_print = now
-        line = f"  {done}/{total} {self.what} {name[-50:]}".rstrip()
+        line = f"  {done}/{total} {what[-50:]}"
         if self.interactive:
-            print("\r" + line.ljust(80), end="\n" if done == total else "", file=sys.stderr, flush=True)
+            print("\r" + line.ljust(60), end="\n" if done == total else "", file=sys.stderr, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)
 
@@ -81,7 +80,7 @@ def add_ingest(commands) -> None:
 
 def run_ingest(args) -> int:
     options = IngestOptions(resolution=args.res, fit=args.fit, background=args.background)
-    report = ingest(args.sources, args.out, options, progress=CountProgress("files"))
+    report = ingest(args.sources, args.out, options, progress=CountProgress())
     print(report.summary())
     for rejection in report.rejected:
         print(f"  rejected {rejection.file}: {rejection.reason}")
@@ -262,7 +261,7 @@ def run_evaluate(args) -> int:
     network = load_inception()
     generator, config = load_generator(args.source)
     result = evaluate(generator, config.z_dim, config.resolution, args.dataset, args.n, network,
-                              progress=CountProgress("generated images"))
+                              progress=CountProgress())
     print(result.summary())
     print(json.dumps({"kid": result.kid, "kid_std": result.kid_std, "fid": result.fid,
                       "n_real": result.n_real, "n_fake": result.n_fake}))

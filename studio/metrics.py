@@ -194,10 +194,15 @@ class Evaluation:
 
 def evaluate(generator: torch.nn.Module, z_dim: int, resolution: int, dataset_dir: str | Path,
              n_fake: int = 500, network: torch.nn.Module | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """KID and FID of a generator's samples (seeds 0..n_fake-1) against a dataset."""
+             progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
+    """KID and FID of a generator's samples (seeds 0..n_fake-1) against a dataset.
+    `progress(done, total, what)` follows the paintings (only when their features are not
+    cached yet) and then the samples through Inception."""
+    def stage(what: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else lambda done, total: progress(done, total, what)
+
     network = network or load_inception()
-    real = dataset_features(dataset_dir, resolution, network)
-    fake = inception_features(generated_images(generator, z_dim, n_fake), network, progress=progress)
+    real = dataset_features(dataset_dir, resolution, network, progress=stage("paintings"))
+    fake = inception_features(generated_images(generator, z_dim, n_fake), network, progress=stage("samples"))
     kid_mean, kid_std = kid(real, fake)
     return Evaluation(kid_mean, kid_std, fid(real, fake), len(real), len(fake))

@@ -65,7 +65,7 @@ def test_ingest_progress_in_a_log_is_whole_lines_not_one_per_file(shapes_dir, tm
 
     err = capsys.readouterr().err          # captured, so not a terminal
     assert "\r" not in err
-    assert err.splitlines() == ["  1/12 files painting00.png", "  12/12 files painting11.png"]
+    assert err.splitlines() == ["  1/12 painting00.png", "  12/12 painting11.png"]
 
 
 # ---------------------------------------------------------------- train

@@ -78,13 +78,17 @@ def test_a_missing_package_says_how_to_install_it(monkeypatch):
         metrics.inception_path()
 
 
-def test_evaluate_cli_prints_json_last(tiny_run_dir, dataset32, capsys):
-    assert main(["evaluate", str(tiny_run_dir), str(dataset32), "--n", "8"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
+def test_evaluate_cli_prints_json_last(tiny_run_dir, dataset32, capsys, tmp_path):
+    dataset = tmp_path / "shapes"                       # no cached features yet
+    shutil.copytree(dataset32, dataset, ignore=shutil.ignore_patterns("features"))
+    assert main(["evaluate", str(tiny_run_dir), str(dataset), "--n", "8"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
     result = json.loads(out[-1])
     assert set(result) == {"kid", "kid_std", "fid", "n_real", "n_fake"}
     assert result["n_real"] == 24 and result["n_fake"] == 8
     assert result["fid"] > 0 and "KID" in out[-2]
+    assert captured.err.splitlines() == ["  24/24 paintings", "  8/8 samples"]   # progress, on stderr
 
 
 def test_evaluate_cli_without_the_package_is_one_clear_error(tiny_run_dir, dataset32, capsys, monkeypatch):
