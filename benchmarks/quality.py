@@ -65,7 +65,7 @@ def train_recipe(name: str, config: TrainConfig, images, network, real_features,
             signs.append(stats.real_sign)
         # E[sign(D(real))] since the last point: near 1 means D has memorised the reals.
         row = {"minutes": round(trained / 60, 2), **measure(trainer, network, real_features, n),
-               "real_sign": sum(signs) / len(signs)}
+               "real_sign": sum(signs) / len(signs) if signs else math.nan}
         rows.append(row)
         print(f"  {row['minutes']:6.2f} min  step {row['step']:6d}  KID {row['kid'] * 1000:7.2f} "
               f"± {row['kid_std'] * 1000:5.2f} (x10^-3)  FID {row['fid']:6.1f}  augment p {row['augment_p']:.2f}  "

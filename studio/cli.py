@@ -45,24 +45,47 @@ def _positive(kind):
     return parse
 
 
-class CountProgress:
-    """"done/total what" on stderr: rewritten in place on a terminal; in a log file a line
-    every 10 s and the last one of each stage, so thousands of files do not flood it."""
+class StderrLine:
+    """A progress line on stderr. On a terminal it is rewritten in place, at most every
+    `terminal_seconds`; redirected to a log it is a whole line every 10 s, so that a long job
+    does not flood the log. Final lines are always written."""
 
-    def __init__(self):
+    def __init__(self, terminal_seconds: float):
         self.interactive = sys.stderr.isatty()
+        self.interval = terminal_seconds if self.interactive else 10.0
         self.last_print = -float("inf")
+        self.width = 0          # the longest line so far: padding to it erases a longer one's tail
+        self.open = False       # a terminal line still waits for its newline
 
-    def __call__(self, done: int, total: int, what: str) -> None:
+    def show(self, line: str, final: bool = False) -> None:
         now = time.monotonic()
-        if done < total and now - self.last_print < (0.1 if self.interactive else 10):
+        if not final and now - self.last_print < self.interval:
             return
         self.last_print = now
-        line = f"  {done}/{total} {what[-50:]}"
-        if self.interactive:
-            print("\r" + line.ljust(60), end="\n" if done == total else "", file=sys.stderr, flush=True)
-        else:
+        if not self.interactive:
             print(line, file=sys.stderr, flush=True)
+            return
+        self.width = max(self.width, len(line))
+        print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
+        self.open = True
+        if final:
+            self.finish()
+
+    def finish(self) -> None:
+        """End the terminal line, so that what is printed next starts on a line of its own."""
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
+
+
+class CountProgress:
+    """"done/total what" for ingest and evaluate, as a StderrLine."""
+
+    def __init__(self):
+        self.line = StderrLine(terminal_seconds=0.1)
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        self.line.show(f"  {done}/{total} {what[-50:]}", final=done == total)
 
 
 # --------------------------------------------------------------------------------- ingest
@@ -167,26 +190,19 @@ def run_train(args) -> int:
 
 
 class ProgressLine:
-    """One self-rewriting status line on stderr (a line every 10 s when not on a terminal)."""
+    """Step, losses, speed and ETA of a training run, as a StderrLine."""
 
     def __init__(self, budget: Budget):
         self.budget = budget
         self.pace = Pace(budget)
-        self.last_print = 0.0
-        self.interactive = sys.stderr.isatty()
+        self.line = StderrLine(terminal_seconds=0.25)
 
     def update(self, stats: StepStats) -> None:
         self.pace.update(stats)
-        now = time.monotonic()
-        if now - self.last_print < (0.25 if self.interactive else 10):
-            return
-        self.last_print = now
         of_total = f"/{self.budget.steps}" if self.budget.steps else ""
-        line = (f"step {stats.step}{of_total} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
-                f"rec {stats.loss_reconstruction:.3f} | aug p {stats.augment_p:.2f} | "
-                f"{self.pace.images_per_s:.1f} img/s | ETA {self._eta()}")
-        print(("\r" + line.ljust(110)) if self.interactive else line, end="" if self.interactive else "\n",
-              file=sys.stderr, flush=True)
+        self.line.show(f"step {stats.step}{of_total} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
+                       f"rec {stats.loss_reconstruction:.3f} | aug p {stats.augment_p:.2f} | "
+                       f"{self.pace.images_per_s:.1f} img/s | ETA {self._eta()}")
 
     def measuring(self) -> None:
         self.finish()
@@ -200,8 +216,7 @@ class ProgressLine:
         return f"{seconds // 60}m{seconds % 60:02d}s"
 
     def finish(self) -> None:
-        if self.interactive:
-            print(file=sys.stderr)
+        self.line.finish()
 
 
 # ------------------------------------------------------------------------------- generate

@@ -190,7 +190,8 @@ class TrainingSession:
 
 
 def _thin(rows: list[dict], limit: int) -> list[dict]:
-    """Keep every other old row once there are too many: plots stay light, the shape stays."""
+    """Keep every other old row once there are too many: a long run's history stays small
+    to hold and to copy into each snapshot, and keeps its shape."""
     while len(rows) > limit:
         half = len(rows) // 2
         rows = rows[:half][::2] + rows[half:]

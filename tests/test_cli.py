@@ -1,6 +1,7 @@
 """Tests for `python -m studio`: in-process through studio.cli.main (fast), plus one real subprocess."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from studio.checkpoint import latest_checkpoint, list_checkpoints
-from studio.cli import main
+from studio.cli import CountProgress, main
 
 TINY_TRAIN = ["--res", "32", "--width", "8", "--batch", "4", "--precision", "fp32", "--device", "cpu"]
 
@@ -66,6 +67,20 @@ def test_ingest_progress_in_a_log_is_whole_lines_not_one_per_file(shapes_dir, tm
     err = capsys.readouterr().err          # captured, so not a terminal
     assert "\r" not in err
     assert err.splitlines() == ["  1/12 painting00.png", "  12/12 painting11.png"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_rewrites_one_line_then_ends_it(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    progress = CountProgress()
+    progress(5, 100, "a-painting-with-a-long-name.png")
+    progress(100, 100, "b.png")
+    first = "  5/100 a-painting-with-a-long-name.png"
+    assert sys.stderr.getvalue() == f"\r{first}\r{'  100/100 b.png'.ljust(len(first))}\n"
 
 
 # ---------------------------------------------------------------- train

@@ -6,6 +6,8 @@ costs almost nothing and the galleries do not flicker.
 """
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 import pandas as pd
 
@@ -254,14 +256,17 @@ def _duration(seconds: float) -> str:
 
 def _loss_frame(history: list[dict]) -> pd.DataFrame:
     """Long format, as gr.LinePlot wants: one row per (step, series). A long run's steps are
-    averaged into PLOT_POINTS bins: the curves read as trends rather than per-step noise, and
-    the browser redraws a few hundred points a second, not thousands. The types are explicit
-    because an empty frame's would be guessed as text, and the plot would treat steps as labels."""
+    averaged into at most about PLOT_POINTS bins: the curves read as trends rather than per-step
+    noise, and the browser redraws a few hundred points a second, not thousands. The types are
+    explicit because an empty frame's would be guessed as text, and the plot would treat steps
+    as labels."""
     frame = pd.DataFrame(history, columns=["step", *LOSS_SERIES])
-    if len(frame) > PLOT_POINTS:
-        first, last = frame["step"].iloc[0], frame["step"].iloc[-1]
-        bins = (frame["step"] - first) * PLOT_POINTS // (last - first + 1)
-        frame = frame.groupby(bins).agg({"step": "max", **{key: "mean" for key in LOSS_SERIES}})
+    span = frame["step"].iloc[-1] - frame["step"].iloc[0] if len(frame) else 0
+    if span > PLOT_POINTS:
+        # Bins a power of two steps wide, aligned on multiples of it, stay put as the run grows
+        # (their width only ever doubles), so the curve does not shift from one poll to the next.
+        width = 2 ** math.ceil(math.log2(span / PLOT_POINTS))
+        frame = frame.groupby((frame["step"] // width).rename("bin")).mean()
     long = frame.melt(id_vars="step", var_name="series")
     long["series"] = long["series"].map(LOSS_SERIES)
     return long[PLOT_COLUMNS].astype({"step": int, "value": float, "series": str})
