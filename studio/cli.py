@@ -17,13 +17,16 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_generator
 from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
+from .directions import read_labels
+from .explore import EXPORT_SIZE, SidecarError, export_walk, open_model, read_sidecar
+from .latent import EASINGS, Recipe, even_walk
 from .metrics import Evaluation, MetricsUnavailable, evaluate, load_inception
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .run import Budget, Cadence, Pace, RunError, TrainingRun
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
-               MetricsUnavailable)
+               MetricsUnavailable, SidecarError)
 
 
 def _colour(text: str) -> tuple[int, int, int]:
@@ -251,6 +254,73 @@ def run_generate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- interpolate
+def add_interpolate(commands) -> None:
+    p = commands.add_parser("interpolate", help="render a walk between seeds as a GIF, an MP4 or a zip of frames")
+    p.add_argument("source", type=Path, nargs="?", metavar="RUN_OR_GENERATOR",
+                   help="a run folder, generator.pt or checkpoint (with --from-sidecar: only if it has moved)")
+    p.add_argument("--seeds", type=_seed_list, help="keyframe seeds in order, e.g. 3,17,42")
+    p.add_argument("--frames", type=_positive(int), default=60, help="frames in all (default 60)")
+    p.add_argument("--fps", type=_positive(float), default=24.0, help="frames per second (default 24)")
+    ends = p.add_mutually_exclusive_group()
+    ends.add_argument("--loop", action="store_true", help="walk back to the first seed; plays seamlessly")
+    ends.add_argument("--ping-pong", action="store_true", help="walk there and back again")
+    p.add_argument("--easing", choices=EASINGS, default="linear", help="between keyframes (default linear)")
+    p.add_argument("--hold", type=int, default=0, metavar="FRAMES", help="extra frames on each keyframe (default 0)")
+    p.add_argument("--psi", type=_positive(float), default=1.0, help="truncation of every keyframe (default 1)")
+    p.add_argument("--direction", type=_direction_offset, action="append", default=[], metavar="N=SIGMA",
+                   help="move every keyframe SIGMA standard deviations along direction N (repeatable)")
+    p.add_argument("--size", type=_positive(int), default=EXPORT_SIZE, help=f"px (default {EXPORT_SIZE})")
+    p.add_argument("--from-sidecar", type=Path, metavar="FILE.json",
+                   help="render again exactly what a sidecar (from the studio or this command) describes")
+    p.add_argument("--out", required=True, type=Path, help="walk.gif, walk.mp4, frames.zip or sheet.png (keyframes)")
+    p.set_defaults(run=run_interpolate)
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds") from None
+
+
+def _direction_offset(text: str) -> tuple[int, float]:
+    index, _, amount = text.partition("=")
+    try:
+        return int(index), float(amount)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} should be DIRECTION=SIGMA, e.g. 0=1.5") from None
+
+
+def run_interpolate(args) -> int:
+    if args.from_sidecar:
+        model, walk, fps, size = read_sidecar(args.from_sidecar, args.source)
+    else:
+        if args.source is None or not args.seeds:
+            raise ConfigError("give RUN_OR_GENERATOR and --seeds (or --from-sidecar FILE.json)")
+        model = open_model(args.source)
+        count = len(model.directions.strengths)
+        if bad := [index for index, _ in args.direction if not 0 <= index < count]:
+            raise ConfigError(f"direction {bad[0]} does not exist; this generator has directions 0-{count - 1}")
+        recipes = [Recipe(seed=seed, psi=args.psi, offsets=tuple(args.direction)) for seed in args.seeds]
+        mode = "loop" if args.loop else "ping-pong" if args.ping_pong else "once"
+        try:
+            walk = even_walk(recipes, args.frames, mode, args.easing, args.hold)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        fps, size = args.fps, args.size
+    line = StderrLine(terminal_seconds=0.1)
+    try:
+        sidecar = export_walk(model, walk, args.out, fps, size, read_labels(model.run_dir),
+                              progress=lambda done, total: line.show(f"  {done}/{total} frames", final=done == total))
+    except ValueError as error:           # an --out this cannot write
+        raise ConfigError(str(error)) from None
+    frames = len(walk.steps())
+    print(f"Wrote {args.out}: {frames} frames at {fps:g} fps, {size} px (how it was made: {sidecar})")
+    print(json.dumps({"out": str(args.out), "frames": frames, "sidecar": str(sidecar)}))
+    return 0
+
+
 # --------------------------------------------------------------------------------- studio
 def run_studio(args) -> int:
     from .ui.app import launch     # gradio takes seconds to import; the subcommands never need it
@@ -298,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_generate(commands)
     add_evaluate(commands)
+    add_interpolate(commands)
     return parser
 
 

@@ -1,6 +1,7 @@
-"""Exploring a trained generator: samples by seed, each sample's nearest training painting, slerp
-walks between keyframe seeds, and the walk written as a GIF, an MP4 or a zip of PNG frames with a
-sidecar saying how it was made."""
+"""Exploring a trained generator: samples from recipes, the generator's main directions and what
+they do to a sample, each sample's nearest training painting, and walks between keyframes written
+as a GIF, an MP4, a zip of PNG frames or a contact sheet, each with a sidecar from which the same
+frames can be rendered again."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,38 +18,74 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_generator
+from .checkpoint import latest_checkpoint, load_generator
 from .config import TrainConfig
 from .data import load_images
-from .export import upscale, write_frames_zip, write_gif, write_mp4, write_provenance
-from .latent import interpolation_path, seeds_to_z, truncate
+from .directions import Directions, DirectionLabels, cached_directions, find_directions, generator_sha256
+from .export import (frame_ms, sidecar_path, upscale, write_frames_zip, write_gif, write_json, write_mp4,
+                     write_still)
+from .latent import Recipe, Walk, circle_through
 from .metrics import dataset_features, inception_features, load_inception, nearest, typical_distance
-from .render import render_latents, to_pil_images, to_uint8
+from .render import grid_image, render_latents, to_pil_images, to_uint8
 
 EXPORT_SIZE = 256          # px; a 64 px sample is too small to watch
-EXPORT_KINDS = ("gif", "mp4", "zip")
+SHEET_TILE = 128           # px per keyframe on a contact sheet
+EXPORT_KINDS = ("gif", "mp4", "zip", "png")    # png: the keyframes' contact sheet
+STRIP_OFFSETS = (-3.0, 0.0, 3.0)               # what a direction's preview strip shows, in σ
+SIDECAR_FORMAT = "gan-art-studio/walk"
+LOOP_KEYFRAMES = 6        # on a seamless loop's circle; its moves are short arcs, so it looks round
+LOOP_RADIUS = 0.45        # radians: the loop's far side is about 50° away from the sample in z
+RENDER_BATCH = 8           # walks always render in batches of this size, so frames repeat bit for bit
+
+
+class SidecarError(Exception):
+    """A sidecar cannot be rendered again; the message says why."""
 
 
 @dataclass(frozen=True)
 class Model:
-    """A generator to explore, and which weights exactly it holds (for provenance)."""
+    """A generator to explore, its directions, and which weights exactly it holds."""
     generator: torch.nn.Module
     config: TrainConfig
-    label: str       # short, safe in file names: the run's folder name
-    source: str      # the weights' file and date, or a live run and its step
+    directions: Directions
+    label: str                 # short, safe in file names: the run's folder name
+    source: str                # the weights' file and date, or a live run and its step
+    file: Path | None = None   # the weights' file; None for a run still training
+    sha256: str | None = None  # of that file
+    run_dir: Path | None = None   # where the artist's names for its directions are kept
+
+    def latents(self, recipes: list[Recipe]) -> torch.Tensor:
+        return torch.stack([recipe.latent(self.config.z_dim, self.directions.vectors) for recipe in recipes])
 
 
-def open_run(run_dir: str | Path) -> Model:
-    """The run's G_ema, from its small generator export when there is one (else its newest
-    checkpoint). Kept in memory until the file changes, so browsing seeds does not reload it."""
-    run_dir = Path(run_dir)
-    source = run_dir / "generator.pt"
-    if not source.exists():
-        source = run_dir
-    mtime_ns = source.stat().st_mtime_ns
-    generator, config = _load_generator(str(source), mtime_ns)
-    saved = datetime.fromtimestamp(mtime_ns / 1e9).isoformat(timespec="seconds")
-    return Model(generator, config, run_dir.name, f"{source} saved {saved}")
+def generator_file(source: str | Path) -> Path:
+    """The file a run folder's generator comes from: its export, else its newest good checkpoint."""
+    source = Path(source)
+    if not source.is_dir():
+        if not source.exists():
+            raise FileNotFoundError(f"{source} does not exist")
+        return source
+    export = source / "generator.pt"
+    return export if export.exists() else latest_checkpoint(source)[0]
+
+
+def open_model(source: str | Path) -> Model:
+    """A run folder's G_ema (or a generator or checkpoint file's) with its directions. Kept in
+    memory until the file changes, so browsing seeds does not reload it."""
+    file = generator_file(source).resolve()
+    stat = file.stat()
+    generator, config = _load_generator(str(file), stat.st_mtime_ns)
+    saved = datetime.fromtimestamp(stat.st_mtime_ns / 1e9).isoformat(timespec="seconds")
+    source = Path(source)
+    run_dir = source if source.is_dir() else file.parent
+    label = source.name if source.is_dir() else file.stem
+    return Model(generator, config, cached_directions(generator, file), label, f"{file} saved {saved}",
+                 file, generator_sha256(file), run_dir)
+
+
+def live_model(generator: torch.nn.Module, config: TrainConfig, label: str, source: str) -> Model:
+    """A generator held in memory only (a run's newest preview): directions found afresh."""
+    return Model(generator, config, find_directions(generator), label, source)
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,20 +93,38 @@ def _load_generator(source: str, mtime_ns: int) -> tuple[torch.nn.Module, TrainC
     return load_generator(source)
 
 
-def render_samples(generator: torch.nn.Module, z_dim: int, seeds: list[int], psi: float) -> list[Image.Image]:
-    """One picture per seed, with truncation `psi` (1 = no truncation)."""
-    return to_pil_images(render_latents(generator, truncate(seeds_to_z(seeds, z_dim), psi)))
+def render_recipes(model: Model, recipes: list[Recipe], batch: int = 32) -> torch.Tensor:
+    """float [-1, 1] (N, 3, R, R)."""
+    return render_latents(model.generator, model.latents(recipes), batch)
 
 
-def walk_frames(generator: torch.nn.Module, z_dim: int, seeds: list[int], frames: int, loop: bool,
-                psi: float, size: int = EXPORT_SIZE,
-                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """uint8 (frames, size, size, 3): a slerp walk through the keyframe seeds in order."""
-    path = interpolation_path(truncate(seeds_to_z(seeds, z_dim), psi), frames, loop)
-    images = render_latents(generator, path, batch=8, progress=progress)
-    return upscale(to_uint8(images).numpy(), size)
+def render_images(model: Model, recipes: list[Recipe], size: int | None = None) -> list[Image.Image]:
+    """PIL pictures, at the model's resolution or scaled to `size` px for a closer look."""
+    images = to_pil_images(render_recipes(model, recipes))
+    return [image.resize((size, size), Image.LANCZOS) for image in images] if size else images
 
 
+def seamless_loop(model: Model, recipe: Recipe, count: int = LOOP_KEYFRAMES) -> list[Recipe]:
+    """Keyframes on a small closed circle in z through the sample (the first of them): walked as
+    a loop, it starts and ends on the sample without a seam. The circle's plane is drawn from the
+    sample's latent, so one sample always gives the same loop."""
+    z = model.latents([recipe])[0]
+    plane_seed = int(hashlib.sha256(z.numpy().tobytes()).hexdigest()[:8], 16)
+    return [recipe] + [Recipe.of_z(point) for point in circle_through(z, count, LOOP_RADIUS, plane_seed)[1:]]
+
+
+def direction_strips(model: Model, recipe: Recipe, indices: list[int]) -> list[Image.Image]:
+    """Per direction, the sample moved to each of STRIP_OFFSETS along it, side by side: what the
+    slider does, before it is touched. The other sliders stay where the recipe has them."""
+    offsets = dict(recipe.offsets)
+    recipes = [recipe.moved({**offsets, index: amount}) for index in indices for amount in STRIP_OFFSETS]
+    images = render_recipes(model, recipes)
+    per_strip = len(STRIP_OFFSETS)
+    return [grid_image(images[i:i + per_strip], columns=per_strip, padding=1)
+            for i in range(0, len(images), per_strip)]
+
+
+# ------------------------------------------------------------------------- copies check
 @dataclass(frozen=True)
 class NearestPaintings:
     """Each sample beside its closest training painting in Inception feature space."""
@@ -77,11 +132,11 @@ class NearestPaintings:
     typical: float    # median distance between a painting and its nearest other painting
 
 
-def nearest_paintings(model: Model, seeds: list[int], psi: float, dataset_dir: str | Path,
+def nearest_paintings(model: Model, recipes: list[Recipe], dataset_dir: str | Path,
                       progress: Callable[[int, int], None] | None = None) -> NearestPaintings:
-    """The seeds' samples (with truncation `psi`) paired with their nearest paintings in the
-    dataset. `progress` follows the dataset's features, slow only the first time (then cached)."""
-    images = render_latents(model.generator, truncate(seeds_to_z(seeds, model.config.z_dim), psi))
+    """The recipes' samples paired with their nearest paintings in the dataset. `progress`
+    follows the dataset's features, slow only the first time (then cached)."""
+    images = render_recipes(model, recipes)
     found, typical = match_paintings(to_uint8(images).permute(0, 3, 1, 2), dataset_dir,
                                      model.config.resolution, progress)
     pairs = [(sample, painting, distance) for sample, (painting, distance) in zip(to_pil_images(images), found)]
@@ -101,41 +156,118 @@ def match_paintings(samples: torch.Tensor, dataset_dir: str | Path, resolution: 
     return found, typical_distance(real)
 
 
-@dataclass(frozen=True)
-class Walk:
-    """A slerp walk through keyframe seeds, as the artist set it up."""
-    seeds: tuple[int, ...]
-    frames: int
-    fps: float
-    loop: bool
-    psi: float = 1.0
-    size: int = EXPORT_SIZE
+# -------------------------------------------------------------------------------- walks
+def walk_frames(model: Model, walk: Walk, size: int = EXPORT_SIZE,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """uint8 (frames, size, size, 3): the walk, slerped in z."""
+    path = walk.latents(model.latents([key.recipe for key in walk.keyframes]))
+    images = render_latents(model.generator, path, batch=RENDER_BATCH, progress=progress)
+    return upscale(to_uint8(images).numpy(), size)
 
 
-def export_walk(model: Model, walk: Walk, kind: str, folder: str | Path,
+def sidecar(model: Model, walk: Walk, fps: float, size: int, labels: DirectionLabels = DirectionLabels()) -> dict:
+    """Everything needed to render the walk again, and to see how it was made."""
+    used = sorted({index for key in walk.keyframes for index, _ in key.recipe.offsets})
+    return {
+        "format": SIDECAR_FORMAT, "version": 1,
+        "generator": {"file": str(model.file) if model.file else None, "sha256": model.sha256,
+                      "source": model.source, "config": model.config.to_dict()},
+        "walk": walk.to_json(), "interpolation": "slerp",
+        "frames": len(walk.steps()), "fps": fps, "frame_ms": frame_ms(fps), "size": size,
+        "directions": {"method": model.directions.method,
+                       "used": {str(i): {"name": labels.name(i), "vector": model.directions.vectors[i].tolist()}
+                                for i in used}},
+    }
+
+
+def export_walk(model: Model, walk: Walk, path: str | Path, fps: float, size: int = EXPORT_SIZE,
+                labels: DirectionLabels = DirectionLabels(),
                 progress: Callable[[int, int], None] | None = None) -> Path:
-    """Render `walk` and write it into `folder` as a gif, mp4 or zip of PNG frames, with a JSON
-    sidecar. The file name hashes the model's source with the walk, so the GIF, MP4 and zip of
-    one walk share one sidecar, and asking again for a walk already written returns it at once."""
+    """Render `walk` into `path` (.gif, .mp4, .zip of PNG frames, or .png: a contact sheet of
+    its keyframes) and its sidecar beside it (same name, .json). Returns the sidecar's path."""
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
     if kind not in EXPORT_KINDS:
-        raise ValueError(f"cannot export a {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
-    facts = {"source": model.source, **dataclasses.asdict(walk), "interpolation": "slerp",
-             "config": model.config.to_dict()}
-    digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    path = Path(folder) / f"{model.label}-walk-{digest}.{kind}"
-    if path.exists():
-        return path
-    frames = walk_frames(model.generator, model.config.z_dim, list(walk.seeds), walk.frames, walk.loop,
-                         walk.psi, walk.size, progress)
+        raise ValueError(f"cannot export a {kind or 'file without an extension'}; "
+                         f"name it .{', .'.join(EXPORT_KINDS[:-1])} or .png (a contact sheet)")
+    facts = sidecar(model, walk, fps, size, labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".partial-{path.name}")   # the finished name appears only when whole
     try:
-        if kind == "zip":
-            write_frames_zip(frames, partial)
+        if kind == "png":
+            write_still(keyframe_sheet(model, walk), partial, {"gan-art-studio": json.dumps(facts)})
         else:
-            (write_gif if kind == "gif" else write_mp4)(frames, partial, walk.fps)
+            frames = walk_frames(model, walk, size, progress=progress)
+            if kind == "zip":
+                write_frames_zip(frames, partial)
+            else:
+                (write_gif if kind == "gif" else write_mp4)(frames, partial, fps)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    write_provenance(path, **facts)
+    return write_json(sidecar_path(path), facts)
+
+
+def keyframe_sheet(model: Model, walk: Walk) -> Image.Image:
+    """The walk's keyframes in order, SHEET_TILE px each, up to 6 a row."""
+    images = to_uint8(render_recipes(model, [key.recipe for key in walk.keyframes])).numpy()
+    tiles = torch.from_numpy(upscale(images, SHEET_TILE)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return grid_image(tiles, columns=min(len(tiles), 6), padding=4)
+
+
+def export_name(model: Model, walk: Walk, fps: float, size: int, kind: str) -> str:
+    """`<run>-walk-<hash>.<kind>`, the hash over what decides the frames: the GIF, MP4 and zip of
+    one walk share one sidecar, and a walk already written can be handed out again at once."""
+    what = {"generator": model.sha256 or model.source, "walk": walk.to_json(), "fps": fps, "size": size}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{model.label}-walk-{digest}.{kind}"
+
+
+def preview_walk(model: Model, walk: Walk, fps: float, folder: str | Path) -> Path:
+    """A quick look before the full render: half the frames at half the frame rate (so the same
+    length), at the model's own size, as a GIF (and its sidecar) in `folder`."""
+    quick = Walk(tuple(dataclasses.replace(key, frames=max(1, key.frames // 2), hold=key.hold // 2)
+                       for key in walk.keyframes), walk.mode)
+    path = Path(folder) / export_name(model, quick, fps / 2, model.config.resolution, "gif")
+    if not path.exists():
+        export_walk(model, quick, path, fps / 2, model.config.resolution)
     return path
+
+
+def read_sidecar(path: str | Path, generator: str | Path | None = None) -> tuple[Model, Walk, float, int]:
+    """The model, walk, fps and size a sidecar records, ready to render the same frames again.
+    `generator` replaces the file it names (moved since, say); either way its SHA-256 must match."""
+    path = Path(path)
+    try:
+        facts = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SidecarError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SidecarError(f"{path} is not a readable JSON sidecar ({error})") from None
+    if not isinstance(facts, dict) or facts.get("format") != SIDECAR_FORMAT:
+        raise SidecarError(f"{path} is not a sidecar of a walk made by GAN Art Studio")
+    recorded = facts.get("generator") or {}
+    source = generator or recorded.get("file")
+    if source is None:
+        raise SidecarError(f"{path} was made from a run while it was training, which left no file to render "
+                           "it from; export it again from the finished run")
+    try:
+        file = generator_file(source)
+    except FileNotFoundError:
+        raise SidecarError(f"the generator {source} that {path.name} was made from is missing; "
+                           "pass its new place as RUN_OR_GENERATOR") from None
+    if generator_sha256(file) != recorded.get("sha256"):
+        raise SidecarError(f"{file} is not the generator {path.name} was made from: its SHA-256 is "
+                           f"{generator_sha256(file)[:12]}…, the sidecar's {str(recorded.get('sha256'))[:12]}… "
+                           "(trained further since?)")
+    model = open_model(file)
+    try:
+        used = {int(i): torch.tensor(d["vector"], dtype=torch.float32)
+                for i, d in facts["directions"]["used"].items()}
+        walk = Walk.from_json(facts["walk"])
+        fps, size = float(facts["fps"]), int(facts["size"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SidecarError(f"{path} is damaged: {error}") from None
+    # The directions recorded, not ones computed again: the frames cannot drift if that changes.
+    recorded_directions = Directions(facts["directions"].get("method", "?"), used, ())
+    return dataclasses.replace(model, directions=recorded_directions), walk, fps, size

@@ -15,9 +15,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from browser import ARGS, CHROMIUM, choose, fill_number, radio, thumbnails
+from studio.cli import main
 
 EMOJI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "emoji"
 FRAMES = 16
@@ -70,16 +72,21 @@ def _record_outside(url: str, outside: list[str]) -> None:
         outside.append(url)
 
 
+# True once the image in elem_id shows something other than `before` (a src URL).
+CHANGED = """([id, before]) => {
+    const image = document.querySelector(`#${id} img`);
+    return image && image.complete && image.naturalWidth > 0 && image.src !== before;
+}"""
 
 
+def image_source(page, elem_id: str) -> str | None:
+    return page.evaluate("id => document.querySelector(`#${id} img`)?.src ?? null", elem_id)
 
 
-
-
-
-
-
-
+def fill_seed(page, seed: int) -> None:
+    field = page.locator("#explore-seed-input input[type=number]")
+    field.fill(str(seed))
+    field.press("Enter")
 
 
 def download(page, button_id: str, suffix: str, folder: Path) -> Path:
@@ -131,17 +138,28 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     page.get_by_text("More settings", exact=True).click()       # fold it away again for the picture
     page.screenshot(path=str(screenshots / "screenshot-train.png"), full_page=True)
 
-    # 3. Explore the saved run: two keyframes, a GIF and an MP4.
+    # 3. Explore the saved run: a slider moves the selected sample; keyframes from two typed seeds
+    #    and a slider state; a GIF and an MP4; the MP4 rendered again from its sidecar.
     page.get_by_role("tab", name="3 · Explore").click()
     choose(page, "explore-model", re.escape("emoji-test-32px"))
     expect(page.locator("#explore-status")).to_contain_text("emoji-test-32px · 32 px")
-    samples = thumbnails(page, "explore-gallery")
-    expect(samples).to_have_count(16)
-    samples.nth(1).click()
-    expect(thumbnails(page, "explore-keyframes")).to_have_count(1)
-    samples.nth(6).click()
-    expect(thumbnails(page, "explore-keyframes")).to_have_count(2)
+    expect(thumbnails(page, "explore-gallery")).to_have_count(16)
+    thumbnails(page, "explore-gallery").nth(1).click()
+    for seed in (3, 17):
+        selected = image_source(page, "explore-selected")
+        fill_seed(page, seed)
+        page.wait_for_function(CHANGED, arg=["explore-selected", selected])
+        page.locator("#explore-add-keyframe").click()
+    selected = image_source(page, "explore-selected")
+    track = page.locator("#explore-direction-0 input[type=range]")
+    box = track.bounding_box()
+    track.click(position={"x": box["width"] * 0.9, "y": box["height"] / 2})      # a real click on its track
+    page.wait_for_function(CHANGED, arg=["explore-selected", selected])
+    page.locator("#explore-add-keyframe").click()
+    expect(thumbnails(page, "explore-keyframes")).to_have_count(3)
+    expect(thumbnails(page, "explore-keyframes").nth(2)).to_contain_text("seed 17 · 1 move")
     fill_number(page, "explore-frames", FRAMES)
+    expect(page.locator("#explore-walk-note")).to_contain_text(f"{FRAMES} frames")
     page.locator("#explore-preview").click()
     expect(page.locator("#explore-animation img")).to_be_visible(timeout=TIMEOUT_MS)
     gif = download(page, "explore-export-gif", ".gif", tmp_path)
@@ -149,5 +167,9 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     page.screenshot(path=str(screenshots / "screenshot-explore.png"), full_page=True)
 
     assert iio.imread(gif, index=None).shape[:3] == (FRAMES, 256, 256)
-    assert len(iio.imread(mp4, index=None, plugin="FFMPEG")) == FRAMES
+    video = iio.imread(mp4, index=None, plugin="FFMPEG")
+    assert len(video) == FRAMES
+    sidecar = studio_app.workspace / "exports" / Path(mp4.name).with_suffix(".json")
+    assert main(["interpolate", "--from-sidecar", str(sidecar), "--out", str(tmp_path / "again.mp4")]) == 0
+    assert np.array_equal(iio.imread(tmp_path / "again.mp4", index=None, plugin="FFMPEG"), video)
     assert page.outside == [], f"the page reached beyond this machine: {page.outside[:5]}"

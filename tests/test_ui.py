@@ -18,6 +18,7 @@ import gradio as gr
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from PIL import Image
 
 from browser import free_port
 from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
@@ -29,7 +30,8 @@ from studio.explore import match_paintings
 from studio.run import Budget, read_metrics
 from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
-from studio.ui.explore_tab import LIVE, ExploreTab
+from studio.export import read_frames_zip
+from studio.ui.explore_tab import DIRECTIONS_SHOWN, LIVE, TIMING_HEADERS, ExploreTab
 from studio.ui.train_tab import PLOT_POINTS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, status_line
 from studio.workspace import Workspace, folder_name
 
@@ -210,31 +212,101 @@ def explore(workspace, session, tiny_run_dir) -> ExploreTab:
     return ExploreTab(workspace, session)
 
 
-def test_explore_shows_samples_by_seed_and_collects_keyframes(explore):
+def gif_durations(path) -> list[int]:
+    """Each GIF frame's duration in ms."""
+    with Image.open(path) as gif:
+        durations = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+        return durations
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=float)
+
+
+def test_explore_shows_samples_by_seed_and_selects_one_to_explore(explore):
     model = explore.refresh(None)
     assert model.value == "tiny" and model.choices == [("tiny", "tiny")]   # no live run yet
-    gallery, status, keyframes = explore.show("tiny", [0, 1, 2], [], 1.0)
+    gallery, status, keyframes, current, selected, *rest = explore.show("tiny", [0, 1, 2], None, [], 1.0)
+    sliders, strips = rest[:DIRECTIONS_SHOWN], rest[DIRECTIONS_SHOWN:2 * DIRECTIONS_SHOWN]
     assert [caption for _, caption in gallery] == ["seed 0", "seed 1", "seed 2"] and keyframes == []
-    first, second = (np.asarray(image, dtype=float) for image, _ in gallery[:2])
-    assert np.abs(first - second).mean() > 1                 # different seeds, different pictures
-    calmer, _, _ = explore.show("tiny", [0], [], 0.3)
+    assert np.abs(pixels(gallery[0][0]) - pixels(gallery[1][0])).mean() > 1   # different seeds, different pictures
+    assert current == 0 and selected.size == (256, 256)                       # the first sample, shown larger
+    assert [s.label for s in sliders[:2]] == ["direction 0", "direction 1"]
+    assert all(strip.size == (3 * 32 + 4, 32 + 2) for strip in strips)       # -3, 0, +3 side by side
+    calmer = explore.show("tiny", [0], None, [], 0.3)[0]
     assert not np.array_equal(np.asarray(calmer[0][0]), np.asarray(gallery[0][0]))
-    chosen, view = explore.add_keyframe("tiny", [7, 8, 9], [5], 1.0, gr.SelectData(None, {"index": 2, "value": None}))
-    assert chosen == [5, 9] and [caption for _, caption in view] == ["#1 · 5", "#2 · 9"]
+    current, selected, *_ = explore.select("tiny", [7, 8, 9], 1.0, gr.SelectData(None, {"index": 2, "value": None}))
+    assert current == 9
+    assert explore.type_seed("tiny", 42, 0.5)[0] == {"seed": 42, "psi": 0.5}
 
 
-def test_explore_exports_a_walk_between_keyframes(explore, workspace):
-    gif = explore.export("gif", "tiny", [3, 11], 8, 10, True, 0.8, progress=no_progress)
+def test_a_slider_moves_the_selected_sample_and_back(explore):
+    current, before = explore.move("tiny", 5, *[0.0] * DIRECTIONS_SHOWN)
+    moved_recipe, moved = explore.move("tiny", current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))
+    assert moved_recipe == {"seed": 5, "offsets": {"0": 2.0}}
+    assert np.abs(pixels(moved) - pixels(before)).mean() > 1
+    back_recipe, back = explore.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
+    assert back_recipe == 5 and np.array_equal(np.asarray(back), np.asarray(before))
+    recipe, image, *amounts = explore.randomise("tiny", current)
+    assert any(amounts) and all(-3 <= a <= 3 for a in amounts)
+    assert explore.reset("tiny", recipe)[0] == 5
+
+
+def test_directions_are_named_and_hidden_for_the_run(explore, workspace):
+    pick, *sliders = explore.rename("tiny", 1, "warmer")
+    assert sliders[1].label == "warmer" and ("warmer", 1) in pick.choices
+    assert json.loads((workspace.run_dir("tiny") / "directions.json").read_text())["names"] == {"1": "warmer"}
+    pick, *rest = explore.hide(True, "tiny", 3, {"seed": 5, "offsets": {"3": 1.0, "0": 1.0}})
+    slots, current = rest[:DIRECTIONS_SHOWN], rest[DIRECTIONS_SHOWN]
+    assert not slots[3].visible and slots[2].visible
+    assert current == {"seed": 5, "offsets": {"0": 1.0}}          # a hidden direction no longer moves the sample
+    assert explore.show("tiny", [0], None, [], 1.0)[-DIRECTIONS_SHOWN + 3].visible is False   # and stays hidden
+    pick, *rest = explore.hide(False, "tiny", 3, None)
+    assert all(slot.visible for slot in rest[:DIRECTIONS_SHOWN])
+    assert explore.name_of("tiny", 1) == "warmer"
+
+
+def test_keyframes_from_the_gallery_a_typed_seed_and_the_sliders_make_a_timed_walk(explore, workspace):
+    timing_settings = dict(frames=12, mode="loop", easing="ease-in-out", hold=0, fps=10)
+    keyframes, view, timing, note = explore.add_keyframe("tiny", 3, [], **timing_settings)
+    assert note.startswith("Add one more keyframe")
+    keyframes, view, timing, note = explore.add_keyframe("tiny", {"seed": 11}, keyframes, **timing_settings)
+    keyframes, view, timing, note = explore.add_keyframe("tiny", {"seed": 3, "offsets": {"0": 2.0}}, keyframes,
+                                                         **timing_settings)
+    assert [caption for _, caption in view] == ["#1 · seed 3", "#2 · seed 11", "#3 · seed 3 · 1 move"]
+    assert [row[2] for row in timing] == [4, 4, 4] and "12 frames, 1.2 s at 10 fps · loop" in note
+    timing[0][3], timing[1][2], timing[2][4] = 2, 6, "linear"        # hold the first, a longer second move
+    assert "16 frames" in explore.describe(keyframes, timing, "loop", 10)
+
+    gif = explore.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     frames = iio.imread(gif, index=None)
-    assert frames.shape[:3] == (8, 256, 256)
-    assert np.abs(frames[0].astype(float) - frames[4].astype(float)).mean() > 1   # it moves
+    assert frames.shape[:3] == (14, 256, 256)              # the hold is one frame, shown three times as long
+    assert gif_durations(gif)[:2] == [300, 100] and sum(gif_durations(gif)) == 16 * 100
+    assert np.abs(frames[0].astype(float) - frames[8].astype(float)).mean() > 1   # it moves
     sidecar = json.loads(Path(gif).with_suffix(".json").read_text())
-    assert sidecar["seeds"] == [3, 11] and sidecar["frames"] == 8 and sidecar["loop"] is True
-    assert explore.export("gif", "tiny", [3, 11], 8, 10, True, 0.8, progress=no_progress) == gif  # reused
-    mp4 = explore.export("mp4", "tiny", [3, 11], 8, 10, True, 0.8, progress=no_progress)
-    assert mp4.endswith(".mp4") and len(iio.imread(mp4, index=None, plugin="FFMPEG")) == 8
+    assert [key["recipe"] for key in sidecar["walk"]["keyframes"]] == [3, 11, {"seed": 3, "offsets": {"0": 2.0}}]
+    assert explore.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress) == gif  # reused
+    mp4 = explore.export("mp4", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    assert mp4.endswith(".mp4") and len(iio.imread(mp4, index=None, plugin="FFMPEG")) == 16
+    sheet = explore.export("png", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    assert Image.open(sheet).size[0] > 3 * 128
+    preview = explore.preview("tiny", keyframes, timing, "loop", 10)
+    assert iio.imread(preview, index=None).shape[1:3] == (32, 32)                 # at the model's size
+    assert sum(gif_durations(preview)) == 16 * 100 and len(gif_durations(preview)) < 14   # as long, fewer frames
     with pytest.raises(gr.Error, match="at least two"):
-        explore.export("zip", "tiny", [3], 8, 10, True, 1.0, progress=no_progress)
+        explore.export("zip", "tiny", keyframes[:1], timing[:1], "loop", 10, progress=no_progress)
+
+
+def test_a_seamless_loop_goes_round_the_selected_sample(explore):
+    keyframes, view, timing, note, mode = explore.seamless_loop("tiny", {"seed": 4, "psi": 0.9}, 24, "linear", 0, 12)
+    assert mode == "loop" and len(keyframes) == 6 and keyframes[0] == {"seed": 4, "psi": 0.9}
+    assert all("z" in key for key in keyframes[1:]) and sum(row[2] for row in timing) == 24
+    zip_path = explore.export("zip", "tiny", keyframes, timing, "loop", 12, progress=no_progress)
+    frames = read_frames_zip(zip_path)
+    assert len(frames) == 24 and not np.array_equal(frames[0], frames[-1])
 
 
 def test_explore_pairs_each_shown_sample_with_its_nearest_painting(explore, workspace, dataset32):
@@ -267,8 +339,8 @@ def test_checking_for_copies_explains_what_is_missing(explore):
 def test_explore_without_a_model_says_what_to_do(workspace, session):
     tab = ExploreTab(workspace, session)
     assert tab.refresh(None).value is None
-    assert tab.show(None, [0], [], 1.0)[1].startswith("**Nothing to explore yet**")
-    assert "no samples yet" in tab.show(LIVE, [0], [], 1.0)[1]
+    assert tab.show(None, [0], None, [], 1.0)[1].startswith("**Nothing to explore yet**")
+    assert "no samples yet" in tab.show(LIVE, [0], None, [], 1.0)[1]
 
 
 # ---------------------------------------------------------------- the served app, via gradio_client
@@ -286,8 +358,9 @@ def test_the_served_app_ingests_trains_and_reports_through_its_api(studio_app, s
     status = wait_for(lambda: (s := client.predict(api_name="/train_poll")[0]).startswith("Finished") and s)
     assert "step 3" in status
     client.predict(None, api_name="/explore_tab")
-    with pytest.raises(Exception, match="at least two samples"):
-        client.predict("api-shapes-32px", 8, 10, True, 1.0, api_name="/explore_export_gif")
+    with pytest.raises(Exception, match="at least two keyframes"):
+        client.predict("api-shapes-32px", {"headers": TIMING_HEADERS, "data": []}, "loop", 10,
+                       api_name="/explore_export_gif")
 
 
 # ---------------------------------------------------------------- python -m studio

@@ -1,5 +1,6 @@
-"""Explore tab: browse a model's samples by seed, check them for copies of the training paintings,
-pick keyframes, and export a walk between them."""
+"""Explore tab: browse a model's samples, move the selected one along the generator's main
+directions, check samples for copies of the training paintings, collect keyframes (from the
+gallery, a typed seed or the sliders), time the walk between them and export it."""
 from __future__ import annotations
 
 import functools
@@ -10,7 +11,10 @@ import gradio as gr
 
 from ..checkpoint import CheckpointError
 from ..data import DatasetError
-from ..explore import Model, Walk, export_walk, nearest_paintings, open_run, render_samples
+from ..directions import DirectionLabels, read_labels, write_labels
+from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, export_name, export_walk, live_model, nearest_paintings,
+                       open_model, preview_walk, render_images, seamless_loop)
+from ..latent import EASINGS, MODES, Keyframe, Recipe, Walk, even_walk
 from ..metrics import MetricsUnavailable
 from ..run import RunError, preview_step, recorded_dataset
 from ..session import TrainingSession
@@ -18,9 +22,16 @@ from ..workspace import Workspace
 
 LIVE = ":live"        # the dropdown's value for the session's run; ':' is never in a folder name
 SEEDS_SHOWN = 16
+DIRECTIONS_SHOWN = 10
+SLIDER_SIGMA = 3.0
+SELECTED_PX = 256     # the selected sample, shown larger than a 64 px model paints it
+EXPORT_KINDS = {"gif": "GIF", "mp4": "MP4", "zip": "frames (zip)", "png": "contact sheet"}
+TIMING_HEADERS = ["#", "keyframe", "frames to next", "hold", "easing"]
 NOTHING_YET = ("**Nothing to explore yet** — train a model in the Train tab, and its samples appear here. "
-               "Click samples to make them keyframes of an animation.")
+               "Click a sample to explore it and make keyframes of an animation.")
 COPIES_HINT = "Does the model copy your paintings? Check the samples above against the training paintings."
+TIMING_HINT = ("Frames, holds and easing set every move alike; edit a row to change one move. "
+               "A loop's last keyframe moves on back to the first.")
 
 
 class ExploreTab:
@@ -38,10 +49,48 @@ class ExploreTab:
                                 info="Lower: calmer, more typical images. 1: full variety.")
             with gr.Row(equal_height=True):
                 status = gr.Markdown(NOTHING_YET, elem_id="explore-status")
+                seed = gr.Number(label="Seed", precision=0, minimum=0, elem_id="explore-seed-input", scale=0,
+                                 min_width=140, info="Type one and press Enter")
                 new = gr.Button("New seeds", elem_id="explore-new-seeds", scale=0, min_width=140)
-            gallery = gr.Gallery(label="Samples — click one to add it as a keyframe", columns=8,
-                                 format="png", allow_preview=False, elem_id="explore-gallery",
-                                 elem_classes="contact-sheet")
+            gallery = gr.Gallery(label="Samples — click one to explore it", columns=8, format="png",
+                                 allow_preview=False, elem_id="explore-gallery", elem_classes="contact-sheet")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=280):
+                    selected = gr.Image(label="Selected sample", type="pil", format="png", height=SELECTED_PX,
+                                        interactive=False, buttons=["download"], elem_id="explore-selected")
+                    with gr.Row():
+                        add = gr.Button("Add keyframe", variant="primary", elem_id="explore-add-keyframe", size="sm")
+                        loop_button = gr.Button("Seamless loop", elem_id="explore-seamless-loop", size="sm")
+                    with gr.Row():
+                        randomise = gr.Button("Randomise", elem_id="explore-randomise", size="sm")
+                        reset = gr.Button("Reset all", elem_id="explore-reset", size="sm")
+                with gr.Column(scale=5):
+                    gr.Markdown(f"**Directions** — the generator's main ways to change a sample, strongest first, "
+                                f"in standard deviations of z. Each strip shows the sample at "
+                                f"{', '.join(f'{a:+g}' for a in STRIP_OFFSETS)} along it.",
+                                elem_id="explore-directions-note")
+                    slots, sliders, strips = [], [], []
+                    for row in range(DIRECTIONS_SHOWN // 2):
+                        with gr.Row(equal_height=True):
+                            for index in (2 * row, 2 * row + 1):
+                                with gr.Column(min_width=300, elem_classes="direction-slot") as slot:
+                                    sliders.append(gr.Slider(-SLIDER_SIGMA, SLIDER_SIGMA, value=0.0, step=0.1,
+                                                             label=f"direction {index}",
+                                                             elem_id=f"explore-direction-{index}"))
+                                    strips.append(gr.Image(show_label=False, type="pil", format="png", height=64,
+                                                           interactive=False, buttons=[], container=False,
+                                                           elem_id=f"explore-strip-{index}",
+                                                           elem_classes="direction-strip"))
+                                slots.append(slot)
+                    with gr.Accordion("Name or hide directions", open=False, elem_id="explore-naming"):
+                        with gr.Row(equal_height=True):
+                            pick = gr.Dropdown(choices=_direction_choices(DirectionLabels()), value=0,
+                                               label="Direction", elem_id="explore-direction-pick", scale=1)
+                            name = gr.Textbox(label="Name", placeholder="e.g. warmer", elem_id="explore-direction-name",
+                                              scale=2)
+                            rename = gr.Button("Save name", elem_id="explore-rename", size="sm", scale=0)
+                            hide = gr.Button("Hide", elem_id="explore-hide", size="sm", scale=0)
+                            show_all = gr.Button("Show all", elem_id="explore-show-all", size="sm", scale=0)
             with gr.Row(equal_height=True):
                 copies_note = gr.Markdown(COPIES_HINT, elem_id="explore-copies-note")
                 check = gr.Button("Check for copies", elem_id="explore-check-copies", scale=0, min_width=140)
@@ -49,46 +98,82 @@ class ExploreTab:
                                  allow_preview=False, elem_id="explore-nearest", elem_classes="contact-sheet")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3, min_width=400):
-                    keyframe_view = gr.Gallery(label="Keyframes in order (#, seed)", columns=6, format="png",
+                    keyframe_view = gr.Gallery(label="Keyframes in order", columns=6, format="png",
                                                allow_preview=False, fit_columns=False, elem_id="explore-keyframes",
                                                elem_classes="contact-sheet")
+                    timing = gr.Dataframe(headers=TIMING_HEADERS, datatype=["number", "str", "number", "number", "str"],
+                                          value=[], interactive=True, static_columns=[0, 1], max_height=240,
+                                          label="Timing of each move", elem_id="explore-timing")
                     with gr.Row():
-                        frames = gr.Slider(8, 240, value=60, step=1, label="Frames", elem_id="explore-frames")
+                        frames = gr.Slider(8, 240, value=60, step=1, label="Frames in all", elem_id="explore-frames")
                         fps = gr.Slider(4, 60, value=15, step=1, label="Frames per second", elem_id="explore-fps")
                     with gr.Row():
-                        loop = gr.Checkbox(True, label="Loop back to the first keyframe", elem_id="explore-loop")
-                        clear = gr.Button("Clear keyframes", elem_id="explore-clear", size="sm")
-                        preview = gr.Button("Preview animation", variant="primary", elem_id="explore-preview")
-                with gr.Column(scale=2, min_width=300):
-                    animation = gr.Image(label="Animation", type="filepath", height=256, interactive=False,
-                                         elem_id="explore-animation")
+                        mode = gr.Radio(list(MODES), value="loop", label="Ends", elem_id="explore-mode")
+                        easing = gr.Radio(list(EASINGS), value="ease-in-out", label="Easing", elem_id="explore-easing")
+                        hold = gr.Slider(0, 30, value=0, step=1, label="Hold on each keyframe (frames)",
+                                         elem_id="explore-hold")
+                    walk_note = gr.Markdown(TIMING_HINT, elem_id="explore-walk-note")
                     with gr.Row():
-                        gif = gr.Button("Export GIF", elem_id="explore-export-gif", size="sm", min_width=80)
-                        mp4 = gr.Button("Export MP4", elem_id="explore-export-mp4", size="sm", min_width=80)
-                        frames_zip = gr.Button("Frames (zip)", elem_id="explore-export-zip", size="sm", min_width=80)
-                    download = gr.File(label="Download", interactive=False, elem_id="explore-download")
+                        clear = gr.Button("Clear keyframes", elem_id="explore-clear", size="sm")
+                        preview = gr.Button("Quick preview", variant="primary", elem_id="explore-preview")
+                with gr.Column(scale=2, min_width=300):
+                    animation = gr.Image(label="Animation (preview: half the frames, at the model's size)",
+                                         type="filepath", height=256, interactive=False, elem_id="explore-animation")
+                    with gr.Row():
+                        buttons = {kind: gr.Button(f"Export {label}" if kind in ("gif", "mp4") else label.capitalize(),
+                                                   elem_id=f"explore-export-{'sheet' if kind == 'png' else kind}",
+                                                   size="sm", min_width=80)
+                                   for kind, label in EXPORT_KINDS.items()}
+                    download = gr.File(label="Download (with a .json sidecar beside it in exports/)",
+                                       interactive=False, elem_id="explore-download")
             seeds = gr.State(list(range(SEEDS_SHOWN)))     # the training previews' seeds, to start with
-            keyframes = gr.State([])
-        views = [gallery, status, keyframe_view]
-        walk = [model, keyframes, frames, fps, loop, psi]
+            current = gr.State(None)                       # the selected sample's recipe, as JSON
+            keyframes = gr.State([])                       # recipes, as JSON, in order
+
+        panel = [current, selected, *sliders, *strips]
+        views = [gallery, status, keyframe_view, *panel]
+        spread = [keyframes, frames, mode, easing, hold, fps]
+        walk = [model, keyframes, timing, mode, fps]
+        forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
         tab.select(self.refresh, model, model, api_name="explore_tab")
         # New samples make an earlier check for copies mislead: clear it.
-        forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
-        model.change(self.show, [model, seeds, keyframes, psi], views, api_name="explore_show") \
-            .then(**forget, api_name="explore_show_forget_copies")
-        psi.release(self.show, [model, seeds, keyframes, psi], views, api_name="explore_psi") \
-            .then(**forget, api_name="explore_psi_forget_copies")
-        new.click(self.new_seeds, [model, keyframes, psi], [seeds, *views], api_name="explore_new_seeds") \
-            .then(**forget, api_name="explore_new_seeds_forget_copies")
+        model.change(self.show, [model, seeds, current, keyframes, psi], [*views, pick, *slots],
+                     api_name="explore_show").then(**forget, api_name="explore_show_forget_copies")
+        psi.release(self.show, [model, seeds, current, keyframes, psi], [*views, pick, *slots],
+                    api_name="explore_psi").then(**forget, api_name="explore_psi_forget_copies")
+        new.click(self.new_seeds, [model, current, keyframes, psi], [seeds, *views, pick, *slots],
+                  api_name="explore_new_seeds").then(**forget, api_name="explore_new_seeds_forget_copies")
+        gallery.select(self.select, [model, seeds, psi], panel, api_name="explore_select")
+        seed.submit(self.type_seed, [model, seed, psi], panel, api_name="explore_seed")
+        for index, slider in enumerate(sliders):
+            slider.release(self.move, [model, current, *sliders], [current, selected], api_name=f"explore_move_{index}")
+        randomise.click(self.randomise, [model, current], [current, selected, *sliders], api_name="explore_randomise")
+        reset.click(self.reset, [model, current], [current, selected, *sliders], api_name="explore_reset")
+        rename.click(self.rename, [model, pick, name], [pick, *sliders], api_name="explore_rename")
+        hide.click(functools.partial(self.hide, True), [model, pick, current], [pick, *slots, current, selected, *sliders],
+                   api_name="explore_hide")
+        show_all.click(functools.partial(self.hide, False), [model, pick, current],
+                       [pick, *slots, current, selected, *sliders], api_name="explore_show_all")
+        pick.change(self.name_of, [model, pick], name, api_name="explore_name_of")
         check.click(self.check_copies, [model, seeds, psi], [nearest, copies_note], api_name="check_copies")
-        gallery.select(self.add_keyframe, [model, seeds, keyframes, psi], [keyframes, keyframe_view],
-                       api_name="explore_add_keyframe")
-        clear.click(lambda: ([], []), None, [keyframes, keyframe_view], api_name="explore_clear")
-        preview.click(functools.partial(self.export, "gif"), walk, animation, api_name="explore_preview")
-        for button, kind in ((gif, "gif"), (mp4, "mp4"), (frames_zip, "zip")):
-            button.click(functools.partial(self.export, kind), walk, download, api_name=f"explore_export_{kind}")
+        add.click(self.add_keyframe, [model, current, *spread], [keyframes, keyframe_view, timing, walk_note],
+                  api_name="explore_add_keyframe")
+        loop_button.click(self.seamless_loop, [model, current, frames, easing, hold, fps],
+                          [keyframes, keyframe_view, timing, walk_note, mode], api_name="explore_seamless_loop")
+        clear.click(lambda: ([], [], [], TIMING_HINT), None, [keyframes, keyframe_view, timing, walk_note],
+                    api_name="explore_clear")
+        for control, name in ((frames, "frames"), (hold, "hold")):     # typed into its box, or dragged
+            control.change(self.respread, spread, [timing, walk_note], api_name=f"explore_{name}")
+        for control, name in ((mode, "mode"), (easing, "easing")):
+            control.input(self.respread, spread, [timing, walk_note], api_name=f"explore_{name}")
+        timing.input(self.describe, [keyframes, timing, mode, fps], walk_note, api_name="explore_timing")
+        fps.release(self.describe, [keyframes, timing, mode, fps], walk_note, api_name="explore_fps")
+        preview.click(self.preview, walk, animation, api_name="explore_preview")
+        for kind, button in buttons.items():
+            button.click(functools.partial(self.export, kind), walk, download,
+                         api_name=f"explore_export_{'sheet' if kind == 'png' else kind}")
 
-    # ------------------------------------------------------------------ events
+    # ------------------------------------------------------------------ samples
     def refresh(self, current: str | None):
         """The model list as it is now; by default the live run once it has samples, else the
         newest saved run."""
@@ -101,21 +186,110 @@ class ExploreTab:
             current = LIVE if live_ready else next((v for v in values if v != LIVE), None)
         return gr.Dropdown(choices=choices, value=current)
 
-    def show(self, choice: str | None, seeds: list[int], keyframes: list[int], psi: float):
-        """Samples, status line and keyframes, rendered by the chosen model."""
+    def show(self, choice: str | None, seeds: list[int], current: dict | int | None, keyframes: list, psi: float):
+        """Samples, status line, keyframes and the selected sample (the one picked before, at this
+        ψ, or else the first sample) with its directions, all rendered by the chosen model. Last:
+        the naming list and each direction's slot, shown or hidden."""
         model = self._open(choice)
+        labels = self._labels(choice)
         if model is None:
             message = NOTHING_YET if choice != LIVE else \
                 "The current run has no samples yet: they appear after its first preview, in a few seconds."
-            return [], message, []
-        status = (f"**{model.label}** · {model.config.resolution} px · ψ {psi:.2f} — click samples to add "
-                  f"keyframes, then preview the walk between them.")
-        return _captioned(model, seeds, psi, "seed {seed}"), status, _keyframe_view(model, keyframes, psi)
+            return [], message, [], *self._panel(None, None, labels), *self._naming(labels)
+        recipe = Recipe.from_json(current) if current is not None else Recipe(seed=seeds[0])
+        recipe = Recipe(recipe.seed, recipe.z, psi, recipe.offsets)
+        samples = [Recipe(seed=s, psi=psi) for s in seeds]
+        status = (f"**{model.label}** · {model.config.resolution} px · ψ {psi:.2f} — click a sample to explore "
+                  f"it, move it along the directions, and add keyframes for a walk.")
+        gallery = list(zip(render_images(model, samples), (f"seed {s}" for s in seeds)))
+        return (gallery, status, _keyframe_view(model, keyframes), *self._panel(model, recipe, labels),
+                *self._naming(labels))
 
-    def new_seeds(self, choice: str | None, keyframes: list[int], psi: float):
+    def new_seeds(self, choice: str | None, current, keyframes: list, psi: float):
         seeds = [random.randrange(2**31) for _ in range(SEEDS_SHOWN)]
-        return seeds, *self.show(choice, seeds, keyframes, psi)
+        return seeds, *self.show(choice, seeds, None, keyframes, psi)
 
+    def select(self, choice: str | None, seeds: list[int], psi: float, evt: gr.SelectData):
+        """A gallery sample becomes the selected one, its sliders at zero."""
+        return self._panel(self._open(choice), Recipe(seed=seeds[evt.index], psi=psi), self._labels(choice))
+
+    def type_seed(self, choice: str | None, seed: float | None, psi: float):
+        if seed is None or seed < 0:
+            raise gr.Error("Type a seed: a whole number, 0 or more.")
+        return self._panel(self._open(choice), Recipe(seed=int(seed), psi=psi), self._labels(choice))
+
+    # ------------------------------------------------------------------ directions
+    def move(self, choice: str | None, current: dict | int | None, *amounts: float):
+        """The selected sample with every slider where it is now (the fast path of a slider move)."""
+        model = self._open(choice)
+        if model is None or current is None:
+            raise gr.Error("Pick a model and click a sample first.")
+        recipe = Recipe.from_json(current).moved(dict(enumerate(amounts)))
+        return recipe.to_json(), render_images(model, [recipe], SELECTED_PX)[0]
+
+    def randomise(self, choice: str | None, current):
+        """Every shown direction at a random place, as likely as a sample's own position along it."""
+        hidden = self._labels(choice).hidden
+        amounts = [0.0 if i in hidden else round(max(-SLIDER_SIGMA, min(SLIDER_SIGMA, random.gauss(0, 1))), 1)
+                   for i in range(DIRECTIONS_SHOWN)]
+        return self._moved_to(choice, current, amounts)
+
+    def reset(self, choice: str | None, current):
+        return self._moved_to(choice, current, [0.0] * DIRECTIONS_SHOWN)
+
+    def _moved_to(self, choice, current, amounts: list[float]):
+        recipe, image = self.move(choice, current, *amounts)
+        return recipe, image, *amounts
+
+    def rename(self, choice: str | None, index: int, name: str):
+        labels = self._labels(choice).renamed(int(index), name or "")
+        write_labels(self._run_dir_or_refuse(choice), labels)
+        return gr.Dropdown(choices=_direction_choices(labels), value=int(index)), \
+            *(gr.Slider(label=labels.name(i)) for i in range(DIRECTIONS_SHOWN))
+
+    def hide(self, hiding: bool, choice: str | None, index: int, current):
+        """Hide the picked direction (its slider back at 0), or show them all again."""
+        labels = self._labels(choice)
+        labels = labels.hiding(int(index)) if hiding else DirectionLabels(labels.names)
+        write_labels(self._run_dir_or_refuse(choice), labels)
+        slots = [gr.Column(visible=i not in labels.hidden) for i in range(DIRECTIONS_SHOWN)]
+        pick = gr.Dropdown(choices=_direction_choices(labels), value=int(index))
+        if current is None:
+            return pick, *slots, None, None, *(gr.Slider() for _ in range(DIRECTIONS_SHOWN))
+        offsets = dict(Recipe.from_json(current).offsets)
+        amounts = [0.0 if i in labels.hidden else offsets.get(i, 0.0) for i in range(DIRECTIONS_SHOWN)]
+        return pick, *slots, *self._moved_to(choice, current, amounts)
+
+    def name_of(self, choice: str | None, index: int | None) -> str:
+        return self._labels(choice).names.get(int(index), "") if index is not None else ""
+
+    def _panel(self, model: Model | None, recipe: Recipe | None, labels: DirectionLabels) -> list:
+        """The selected sample (its recipe and picture), each slider at its offset and named, and
+        each direction's preview strip."""
+        if model is None or recipe is None:
+            return [None, None, *(gr.Slider(value=0.0) for _ in range(DIRECTIONS_SHOWN)),
+                    *([None] * DIRECTIONS_SHOWN)]
+        offsets = dict(recipe.offsets)
+        shown = list(range(min(DIRECTIONS_SHOWN, len(model.directions.strengths))))
+        return [recipe.to_json(), render_images(model, [recipe], SELECTED_PX)[0],
+                *(gr.Slider(value=offsets.get(i, 0.0), label=labels.name(i)) for i in range(DIRECTIONS_SHOWN)),
+                *direction_strips(model, recipe, shown), *([None] * (DIRECTIONS_SHOWN - len(shown)))]
+
+    def _naming(self, labels: DirectionLabels) -> list:
+        return [gr.Dropdown(choices=_direction_choices(labels)),
+                *(gr.Column(visible=i not in labels.hidden) for i in range(DIRECTIONS_SHOWN))]
+
+    def _labels(self, choice: str | None) -> DirectionLabels:
+        run_dir = self._run_dir(choice) if choice else None
+        return read_labels(run_dir) if run_dir else DirectionLabels()
+
+    def _run_dir_or_refuse(self, choice: str | None) -> Path:
+        run_dir = self._run_dir(choice) if choice else None
+        if run_dir is None:
+            raise gr.Error("Pick a model first: names are kept with its run.")
+        return run_dir
+
+    # ------------------------------------------------------------------ copies
     def check_copies(self, choice: str | None, seeds: list[int], psi: float, progress=gr.Progress()):
         """The shown samples, each followed by its nearest training painting, and a line that says
         how to read the distances (or why there are none)."""
@@ -126,7 +300,8 @@ class ExploreTab:
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Reading the paintings (once per dataset)", unit="paintings")
         try:
-            found = nearest_paintings(model, seeds, psi, recorded_dataset(self._run_dir(choice)), progress=report)
+            found = nearest_paintings(model, [Recipe(seed=s, psi=psi) for s in seeds],
+                                      recorded_dataset(self._run_dir(choice)), progress=report)
         except (MetricsUnavailable, RunError, DatasetError) as error:
             return [], f"Cannot check for copies: {error}"
         pairs = [item for seed, (sample, painting, distance) in zip(seeds, found.pairs)
@@ -135,28 +310,80 @@ class ExploreTab:
                 f"paintings: **{found.typical:.1f}**.")
         return pairs, note
 
-    def add_keyframe(self, choice: str | None, seeds: list[int], keyframes: list[int], psi: float,
-                     evt: gr.SelectData):
-        keyframes = [*keyframes, seeds[evt.index]]
-        return keyframes, _keyframe_view(self._open(choice), keyframes, psi)
+    # ------------------------------------------------------------------ keyframes and walks
+    def add_keyframe(self, choice: str | None, current, keyframes: list, frames: float, mode: str, easing: str,
+                     hold: float, fps: float):
+        """The selected sample, as the sliders have it, becomes the next keyframe."""
+        if current is None:
+            raise gr.Error("Click a sample (or type a seed) to select it first.")
+        keyframes = [*keyframes, current]
+        return (keyframes, _keyframe_view(self._open(choice), keyframes),
+                *self.respread(keyframes, frames, mode, easing, hold, fps))
 
-    def export(self, kind: str, choice: str | None, keyframes: list[int], frames: float, fps: float, loop: bool,
-               psi: float, progress=gr.Progress()) -> str:
-        """Write the walk through the keyframes as `kind` (gif, mp4 or zip) into WORKSPACE/exports."""
-        if len(keyframes) < 2:
-            raise gr.Error("Click at least two samples to make keyframes first.")
+    def seamless_loop(self, choice: str | None, current, frames: float, easing: str, hold: float, fps: float):
+        """The keyframes become a small closed circle in latent space through the selected sample."""
         model = self._open(choice)
-        if model is None:
-            raise gr.Error("Pick a model to animate first.")
-        walk = Walk(tuple(keyframes), int(frames), float(fps), bool(loop), float(psi))
+        if model is None or current is None:
+            raise gr.Error("Click a sample (or type a seed) to loop around first.")
+        keyframes = [recipe.to_json() for recipe in seamless_loop(model, Recipe.from_json(current))]
+        timing, note = self.respread(keyframes, frames, "loop", easing, hold, fps)
+        return keyframes, _keyframe_view(model, keyframes), timing, note, "loop"
+
+    def respread(self, keyframes: list, frames: float, mode: str, easing: str, hold: float, fps: float):
+        """The timing table with `frames` in all shared evenly between the moves."""
+        if len(keyframes) < 2:
+            return _timing_rows([Keyframe(Recipe.from_json(k)) for k in keyframes]), \
+                "Add one more keyframe to make a walk." if keyframes else TIMING_HINT
+        try:
+            walk = even_walk([Recipe.from_json(k) for k in keyframes], int(frames), mode, easing, int(hold))
+        except ValueError as error:
+            raise gr.Error(f"{error}: give the walk more frames.") from None
+        return _timing_rows(list(walk.keyframes)), _describe(walk, fps)
+
+    def describe(self, keyframes: list, timing, mode: str, fps: float) -> str:
+        return _describe(self._walk(keyframes, timing, mode), fps)
+
+    def preview(self, choice: str | None, keyframes: list, timing, mode: str, fps: float) -> str:
+        model, walk = self._model_and_walk(choice, keyframes, timing, mode)
+        return str(preview_walk(model, walk, float(fps), self.workspace.exports / "previews"))
+
+    def export(self, kind: str, choice: str | None, keyframes: list, timing, mode: str, fps: float,
+               progress=gr.Progress()) -> str:
+        """Write the walk as `kind` (gif, mp4, zip, or png: the keyframes' contact sheet) into
+        WORKSPACE/exports, with its sidecar; a walk already written is handed out at once."""
+        model, walk = self._model_and_walk(choice, keyframes, timing, mode)
+        path = self.workspace.exports / export_name(model, walk, float(fps), EXPORT_SIZE, kind)
+        if path.exists():
+            return str(path)
 
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Rendering frames" if done < total else f"Writing the {kind.upper()}",
                      unit="frames")
-        progress(0, desc="Rendering frames")
-        return str(export_walk(model, walk, kind, self.workspace.exports, progress=report))
+        progress(0, desc="Rendering")
+        export_walk(model, walk, path, float(fps), EXPORT_SIZE, self._labels(choice), progress=report)
+        return str(path)
 
-    def _run_dir(self, choice: str) -> Path:
+    def _model_and_walk(self, choice, keyframes: list, timing, mode: str) -> tuple[Model, Walk]:
+        if len(keyframes) < 2:
+            raise gr.Error("Add at least two keyframes first (select a sample, then Add keyframe).")
+        model = self._open(choice)
+        if model is None:
+            raise gr.Error("Pick a model to animate first.")
+        return model, self._walk(keyframes, timing, mode)
+
+    def _walk(self, keyframes: list, timing, mode: str) -> Walk:
+        """The keyframes with the timing table's frames, holds and easings."""
+        rows = timing.values.tolist() if hasattr(timing, "values") else list(timing or [])
+        if len(rows) != len(keyframes):
+            raise gr.Error("The timing table does not match the keyframes; change the frames to share them again.")
+        try:
+            return Walk(tuple(Keyframe(Recipe.from_json(key), int(row[2]), int(row[3]), str(row[4]).strip())
+                              for key, row in zip(keyframes, rows)), mode)
+        except (ValueError, TypeError) as error:
+            raise gr.Error(f"Cannot use that timing: {error}") from None
+
+    # ------------------------------------------------------------------ models
+    def _run_dir(self, choice: str) -> Path | None:
         return self.session.snapshot().run_dir if choice == LIVE else self.workspace.run_dir(choice)
 
     def _open(self, choice: str | None) -> Model | None:
@@ -166,20 +393,33 @@ class ExploreTab:
             if live is None:
                 return None
             step = preview_step(snap.previews[-1]) if snap.previews else 0
-            return Model(*live, label=f"{snap.run_dir.name}-live",
-                         source=f"{snap.run_dir} while training, step {step}")
+            return live_model(*live, label=f"{snap.run_dir.name}-live",
+                              source=f"{snap.run_dir} while training, step {step}")
         if not choice:
             return None
         try:
-            return open_run(self.workspace.run_dir(choice))
+            return open_model(self.workspace.run_dir(choice))
         except (CheckpointError, FileNotFoundError) as error:
             raise gr.Error(f"Cannot open {choice}: {error}") from None
 
 
-def _captioned(model: Model, seeds: list[int], psi: float, caption: str) -> list[tuple]:
-    images = render_samples(model.generator, model.config.z_dim, seeds, psi)
-    return [(image, caption.format(seed=seed, n=n)) for n, (seed, image) in enumerate(zip(seeds, images), 1)]
+def _direction_choices(labels: DirectionLabels) -> list[tuple[str, int]]:
+    return [(labels.name(i) + (" (hidden)" if i in labels.hidden else ""), i) for i in range(DIRECTIONS_SHOWN)]
 
 
-def _keyframe_view(model: Model | None, keyframes: list[int], psi: float) -> list[tuple]:
-    return _captioned(model, keyframes, psi, "#{n} · {seed}") if model and keyframes else []
+def _keyframe_view(model: Model | None, keyframes: list) -> list[tuple]:
+    if model is None or not keyframes:
+        return []
+    recipes = [Recipe.from_json(k) for k in keyframes]
+    return [(image, f"#{n} · {recipe.label()}") for n, (image, recipe) in enumerate(zip(render_images(model, recipes),
+                                                                                      recipes), 1)]
+
+
+def _timing_rows(keyframes: list[Keyframe]) -> list[list]:
+    return [[n, key.recipe.label(), key.frames, key.hold, key.easing] for n, key in enumerate(keyframes, 1)]
+
+
+def _describe(walk: Walk, fps: float) -> str:
+    frames = len(walk.steps())
+    return (f"**{len(walk.keyframes)} keyframes · {frames} frames, {frames / fps:.1f} s at {fps:g} fps · "
+            f"{walk.mode}.** {TIMING_HINT}")
