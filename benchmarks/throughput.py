@@ -1,4 +1,4 @@
-"""Training throughput of the default 64 px model in every precision and memory layout the
+"""Training throughput of the default 64 px model (or another discriminator's) in every precision and memory layout the
 "auto" probe considers, against plain fp32.
 
 All trainers are the same model and recipe, timed in the same process, on the same synthetic
@@ -6,7 +6,7 @@ batch source (speed does not depend on what the pixels show). The achieved FLOP 
 chosen numerics is compared with a matrix multiply in the same precision on the same machine:
 the ceiling a convolution network could approach.
 
-    python benchmarks/throughput.py [--steps 32] [--res 64]
+    python benchmarks/throughput.py [--steps 32] [--res 64] [--discriminator projected]
 
 The last line printed is
     img_per_s=... fp32_img_per_s=... speedup=... model_tflops=... gemm_tflops=... gemm_fraction=...
@@ -70,16 +70,19 @@ def main() -> None:
     parser.add_argument("--res", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32,
                         help="images per step (default 32: large enough that per-step overheads do not hide the FLOP rate)")
+    parser.add_argument("--discriminator", default=TrainConfig.discriminator, help="whose recipe to time")
+    parser.add_argument("--projection-size", type=int, default=TrainConfig.projection_size)
     args = parser.parse_args()
 
-    config = TrainConfig(resolution=args.res, batch_size=args.batch)
+    config = TrainConfig.recipe(args.discriminator, resolution=args.res, batch_size=args.batch,
+                                projection_size=args.projection_size)
     images = torch.randint(0, 256, (512, 3, args.res, args.res), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     chosen_trainer = Trainer(config, images)          # measures (or recalls) the fastest numerics
     chosen = chosen_trainer.numerics
     plain = Numerics(chosen.device, "fp32", channels_last=False)
     print(f"device {chosen.device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"chosen numerics: {chosen.describe()}")
+    print(f"{config.discriminator} discriminator, batch {config.batch_size}; chosen numerics: {chosen.describe()}")
 
     step_flops = flops_per_ordinary_step(chosen_trainer)
     warmup = 3

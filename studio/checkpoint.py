@@ -146,7 +146,10 @@ def restore_trainer(payload: dict, images: torch.Tensor, numerics: Numerics | No
         if saved.device.type == resolve_device(config.device).type:
             numerics = saved
     trainer = Trainer(config, images, numerics)
-    trainer.load_state_dict(payload)
+    try:
+        trainer.load_state_dict(payload)
+    except (KeyError, RuntimeError, ValueError) as error:   # tensors that do not fit, other weights
+        raise CheckpointError(f"the checkpoint does not fit the networks it names: {error}") from error
     return trainer
 
 

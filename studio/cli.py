@@ -15,18 +15,19 @@ import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_generator
-from .config import ARCHITECTURES, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
+from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
 from .explore import EXPORT_SIZE, SidecarError, export_walk, open_model, read_sidecar
 from .latent import EASINGS, Recipe, even_walk
-from .metrics import Evaluation, MetricsUnavailable, evaluate, load_inception
+from .metrics import Evaluation, evaluate, load_inception
+from .packaged import WeightsUnavailable
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .run import Budget, Cadence, Pace, RunError, TrainingRun
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
-               MetricsUnavailable, SidecarError)
+               WeightsUnavailable, SidecarError)
 
 
 def _colour(text: str) -> tuple[int, int, int]:
@@ -128,8 +129,14 @@ def add_train(commands) -> None:
     p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size)
     p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
     p.add_argument("--no-augment", action="store_true", help="turn off DiffAugment and flips")
+    p.add_argument("--discriminator", choices=DISCRIMINATORS,
+                   help=f"projected (judges in pretrained EfficientNet-Lite0 features), fastgan or dcgan, each "
+                        f"with its own recipe (default {TrainConfig.discriminator}; with --arch dcgan, dcgan)")
+    p.add_argument("--projection-size", type=_positive(int), default=TrainConfig.projection_size, metavar="PX",
+                   help=f"size images are resized to for the projected discriminator (default "
+                        f"{TrainConfig.projection_size}; the paper's 224 costs about twice as much on a CPU)")
     p.add_argument("--arch", choices=ARCHITECTURES, default=TrainConfig.architecture,
-                   help="fastgan (default) or the textbook dcgan, for comparisons")
+                   help="the generator: fastgan (default) or the textbook dcgan, for comparisons")
     p.add_argument("--z-dim", type=_positive(int), default=TrainConfig.z_dim)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto measures what is fastest")
@@ -153,14 +160,16 @@ def run_train(args) -> int:
         run = TrainingRun.resume(args.out, args.dataset)
         print(f"Resuming {args.out} at step {run.trainer.step_count}")
     else:
-        config = TrainConfig(resolution=args.res, width=args.width, batch_size=args.batch, loss=args.loss,
-                             architecture=args.arch, z_dim=args.z_dim,
-                             augment=() if args.no_augment else TrainConfig.augment, flip=not args.no_augment,
-                             device=args.device, precision=args.precision, memory_format=args.memory_format,
-                             seed=args.seed)
+        # --arch dcgan alone asks for the textbook pair, as it did before D could be chosen.
+        discriminator = args.discriminator or ("dcgan" if args.arch == "dcgan" else TrainConfig.discriminator)
+        augmentation = dict(augment=(), flip=False) if args.no_augment else {}
+        config = TrainConfig.recipe(discriminator, resolution=args.res, width=args.width, batch_size=args.batch,
+                                    loss=args.loss, architecture=args.arch, projection_size=args.projection_size,
+                                    z_dim=args.z_dim, device=args.device, precision=args.precision,
+                                    memory_format=args.memory_format, seed=args.seed, **augmentation)
         run = TrainingRun.start(args.dataset, args.out, config)
     trainer = run.trainer
-    print(f"Training {trainer.config.architecture} at {trainer.config.resolution} px on "
+    print(f"Training {trainer.config.architecture} G, {trainer.config.discriminator} D at {trainer.config.resolution} px on "
           f"{len(trainer.images)} images; {trainer.numerics.describe()}")
     budget = Budget(steps=args.steps, minutes=args.minutes)
     if budget.steps is None and budget.minutes is None:

@@ -12,7 +12,8 @@ LOSSES = ("hinge", "bce", "wgan-gp")
 AUGMENTATIONS = ("color", "translation", "cutout")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-ARCHITECTURES = ("fastgan", "dcgan")
+ARCHITECTURES = ("fastgan", "dcgan")    # the generator's
+DISCRIMINATORS = ("projected", "fastgan", "dcgan")
 
 
 class ConfigError(ValueError):
@@ -29,7 +30,9 @@ class TrainConfig:
     resolution: int = 64
     z_dim: int = 256
     width: int = 32                      # channel multiplier: widths scale linearly with it
-    architecture: str = "fastgan"        # "dcgan" is the textbook baseline, for comparisons
+    architecture: str = "fastgan"        # G's; "dcgan" is the textbook baseline, for comparisons
+    discriminator: str = "fastgan"       # "projected": judged in pretrained features (projected.py)
+    projection_size: int = 128           # px images are resized to for the projected D's feature network
     # How it is learned
     batch_size: int = 8                  # small batches, more steps: best KID per minute (README)
     loss: str = "hinge"
@@ -62,6 +65,11 @@ class TrainConfig:
         if self.architecture == "fastgan" and self.resolution < 32:
             raise ConfigError("the FastGAN networks need a resolution of at least 32")
         _check_choice("architecture", self.architecture, ARCHITECTURES)
+        _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+        if self.discriminator == "fastgan" and self.resolution < 32:
+            raise ConfigError("the FastGAN discriminator needs a resolution of at least 32")
+        if self.projection_size % 32 or not 64 <= self.projection_size <= 512:
+            raise ConfigError(f"projection_size must be a multiple of 32 from 64 to 512, not {self.projection_size}")
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
@@ -90,13 +98,33 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         values = dict(values)
+        # Written before D could be chosen: each architecture came with its own.
+        values.setdefault("discriminator", values.get("architecture", cls.architecture))
         for key in ("adam_betas", "augment"):      # JSON and torch.save turn tuples into lists
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
 
+    @classmethod
+    def recipe(cls, discriminator: str, **changes) -> "TrainConfig":
+        """The settings `discriminator` trains best with (README, "Time to quality"), and `changes`."""
+        _check_choice("discriminator", discriminator, DISCRIMINATORS)
+        return cls(discriminator=discriminator, **{**RECIPES.get(discriminator, {}), **changes})
+
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+# What differs between the discriminators' recipes; the dataclass's defaults are the default D's.
+# The projected D needs no R1 and augments every image (its heads are small and its features
+# fixed, so nothing in it learns to undo the transforms); the FastGAN D learns its own features
+# and needs R1 and ADA's adaptive augmentation to keep it from memorising the paintings.
+RECIPES = {
+    "projected": dict(adam_betas=(0.0, 0.99), r1_gamma=0.0, augment_p_init=1.0, adaptive_augment=False,
+                      flip=False),
+    "fastgan": dict(adam_betas=(0.5, 0.99), r1_gamma=0.1, augment_p_init=0.0, adaptive_augment=True,
+                    flip=True),
+}
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

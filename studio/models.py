@@ -10,7 +10,8 @@ Training for High-fidelity Few-shot Image Synthesis"):
 Unlike FastGAN, G has no per-pixel noise injection, so one latent always renders the same image:
 the Explore tab's interpolations must not flicker.
 
-The DCGAN pair (Radford et al. 2016) is the textbook baseline, kept for comparisons.
+The DCGAN pair (Radford et al. 2016) is the textbook baseline, kept for comparisons. The projected
+discriminator lives in projected.py: it is built around a pretrained network.
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ class FastGANGenerator(nn.Module):
 
 
 # ----------------------------------------------------------------------- FastGAN discriminator
-def _sn_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Module:
+def sn_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Module:
     return spectral_norm(nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False))
 
 
@@ -122,11 +123,11 @@ class _DownBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.main = nn.Sequential(
-            _sn_conv(in_ch, out_ch, 4, 2, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2),
-            _sn_conv(out_ch, out_ch, 3, 1, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2),
+            sn_conv(in_ch, out_ch, 4, 2, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2),
+            sn_conv(out_ch, out_ch, 3, 1, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2),
         )
         self.shortcut = nn.Sequential(
-            nn.AvgPool2d(2), _sn_conv(in_ch, out_ch, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2),
+            nn.AvgPool2d(2), sn_conv(in_ch, out_ch, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,9 +144,9 @@ class _Decoder(nn.Module):
         for size in _sizes(16, out_size):
             out_ch = channels(size, width // 2)
             layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       _sn_conv(ch, out_ch * 2, 3, 1, 1), nn.BatchNorm2d(out_ch * 2), nn.GLU(dim=1)]
+                       sn_conv(ch, out_ch * 2, 3, 1, 1), nn.BatchNorm2d(out_ch * 2), nn.GLU(dim=1)]
             ch = out_ch
-        layers += [_sn_conv(ch, 3, 3, 1, 1), nn.Tanh()]
+        layers += [sn_conv(ch, 3, 3, 1, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -159,13 +160,13 @@ class FastGANDiscriminator(nn.Module):
         super().__init__()
         self.resolution = resolution
         ch = {size: channels(min(size * 2, 2048), width) for size in _sizes(8, resolution)}
-        self.from_rgb = nn.Sequential(_sn_conv(3, ch[resolution], 3, 1, 1), nn.LeakyReLU(0.2))
+        self.from_rgb = nn.Sequential(sn_conv(3, ch[resolution], 3, 1, 1), nn.LeakyReLU(0.2))
         self.downs = nn.ModuleDict({
             str(size): _DownBlock(ch[size * 2], ch[size]) for size in reversed(_sizes(8, resolution // 2))
         })
         self.logits = nn.Sequential(
-            _sn_conv(ch[8], ch[8] * 2, 1), nn.BatchNorm2d(ch[8] * 2), nn.LeakyReLU(0.2),
-            _sn_conv(ch[8] * 2, 1, 4),
+            sn_conv(ch[8], ch[8] * 2, 1), nn.BatchNorm2d(ch[8] * 2), nn.LeakyReLU(0.2),
+            sn_conv(ch[8] * 2, 1, 4),
         )
         self.reconstruction_size = min(resolution // 2, 128)
         self.decode_whole = _Decoder(ch[8], self.reconstruction_size, width)
@@ -240,5 +241,8 @@ def build_generator(config: TrainConfig) -> nn.Module:
 
 
 def build_discriminator(config: TrainConfig) -> nn.Module:
-    cls = FastGANDiscriminator if config.architecture == "fastgan" else DCGANDiscriminator
+    if config.discriminator == "projected":
+        from .projected import ProjectedDiscriminator   # here: projected.py builds on this module
+        return ProjectedDiscriminator(config.resolution, config.width, config.projection_size)
+    cls = FastGANDiscriminator if config.discriminator == "fastgan" else DCGANDiscriminator
     return cls(config.resolution, config.width)

@@ -113,7 +113,9 @@ def _cache_path() -> Path:
 def _cache_key(config: TrainConfig, options: list[Numerics]) -> str:
     device = options[0].device
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    shape = f"{config.architecture}-{config.resolution}px-w{config.width}-b{config.batch_size}"
+    shape = f"{config.architecture}-D{config.discriminator}-{config.resolution}px-w{config.width}-b{config.batch_size}"
+    if config.discriminator == "projected":
+        shape += f"-p{config.projection_size}"
     return f"{hardware}|{torch.__version__}|{torch.get_num_threads()}t|{shape}|{[o.describe() for o in options]}"
 
 

@@ -43,14 +43,15 @@ class Trainer:
         if images.shape[-1] != config.resolution or images.shape[-2] != config.resolution:
             raise ValueError(f"images are {images.shape[-1]} px, the config trains at {config.resolution} px")
         self.config = config
+        # The networks first: missing pretrained weights are reported before any speed probe.
+        with torch.random.fork_rng(devices=[]):   # same initial weights for the same seed
+            torch.manual_seed(config.seed)
+            G, D = build_generator(config), build_discriminator(config)
         self.numerics = numerics or choose_numerics(config, lambda n: _probe(config, images, n))
         device, layout = self.numerics.device, self.numerics.memory_format
         self.images = images.to(device)
-
-        with torch.random.fork_rng(devices=[]):   # same initial weights for the same seed
-            torch.manual_seed(config.seed)
-            self.G = build_generator(config).to(device, memory_format=layout)
-            self.D = build_discriminator(config).to(device, memory_format=layout)
+        self.G = G.to(device, memory_format=layout)
+        self.D = D.to(device, memory_format=layout)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         betas = tuple(config.adam_betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas)

@@ -25,7 +25,8 @@ SHAPES = [
 
 
 def pair(architecture: str, resolution: int, width: int):
-    config = TrainConfig(architecture=architecture, resolution=resolution, width=width, z_dim=Z_DIM)
+    config = TrainConfig(architecture=architecture, discriminator=architecture, resolution=resolution,
+                         width=width, z_dim=Z_DIM)
     return build_generator(config), build_discriminator(config)
 
 
@@ -76,8 +77,8 @@ def test_fastgan_discriminator_reconstruction_loss_for_each_quarter(resolution, 
 
 
 def test_dcgan_discriminator_has_no_decoder_and_fastgan_does():
-    assert build_discriminator(TrainConfig(architecture="dcgan", resolution=32, width=4)).has_decoder is False
-    assert build_discriminator(TrainConfig(architecture="fastgan", resolution=32, width=4)).has_decoder is True
+    assert build_discriminator(TrainConfig(discriminator="dcgan", resolution=32, width=4)).has_decoder is False
+    assert build_discriminator(TrainConfig(discriminator="fastgan", resolution=32, width=4)).has_decoder is True
 
 
 def test_generator_output_depends_only_on_its_own_latent_in_eval_mode():
@@ -101,12 +102,42 @@ def test_bad_resolution_is_a_config_error(resolution):
 def test_fastgan_needs_resolution_32_but_dcgan_allows_16():
     with pytest.raises(ConfigError, match="at least 32"):
         TrainConfig(resolution=16, architecture="fastgan")
-    assert TrainConfig(resolution=16, architecture="dcgan").resolution == 16
+    assert TrainConfig(resolution=16, architecture="dcgan", discriminator="dcgan").resolution == 16
+    assert TrainConfig(resolution=16, architecture="dcgan", discriminator="projected").resolution == 16
+    with pytest.raises(ConfigError, match="FastGAN discriminator needs a resolution of at least 32"):
+        TrainConfig(resolution=16, architecture="dcgan", discriminator="fastgan")
+
+
+@pytest.mark.parametrize("size", [32, 100, 1024])
+def test_projection_size_must_suit_the_feature_network(size):
+    with pytest.raises(ConfigError, match=f"projection_size must be a multiple of 32 from 64 to 512, not {size}"):
+        TrainConfig(projection_size=size)
+
+
+def test_the_defaults_are_the_default_discriminators_recipe():
+    assert TrainConfig.recipe(TrainConfig.discriminator) == TrainConfig()
+
+
+def test_each_discriminator_gets_its_recipe_and_changes_win():
+    projected, fastgan = TrainConfig.recipe("projected"), TrainConfig.recipe("fastgan")
+    assert (projected.r1_gamma, projected.augment_p_init, projected.adaptive_augment) == (0.0, 1.0, False)
+    assert (fastgan.r1_gamma, fastgan.adaptive_augment) == (0.1, True)
+    assert TrainConfig.recipe("projected", r1_gamma=1.0, resolution=32).r1_gamma == 1.0
+    with pytest.raises(ConfigError, match="unknown discriminator 'patch'"):
+        TrainConfig.recipe("patch")
+
+
+@pytest.mark.parametrize("architecture", ["fastgan", "dcgan"])
+def test_configs_written_before_d_could_be_chosen_keep_their_architectures_d(architecture):
+    values = TrainConfig(architecture=architecture, discriminator=architecture).to_dict()
+    del values["discriminator"], values["projection_size"]
+    assert TrainConfig.from_dict(values).discriminator == architecture
 
 
 @pytest.mark.parametrize("field,value,words", [
     ("loss", "lsgan", ["loss", "'lsgan'", "hinge", "bce", "wgan-gp"]),
     ("architecture", "stylegan", ["architecture", "'stylegan'", "fastgan", "dcgan"]),
+    ("discriminator", "patch", ["discriminator", "'patch'", "projected", "fastgan", "dcgan"]),
     ("precision", "fp8", ["precision", "'fp8'", "bf16"]),
     ("memory_format", "nhwc", ["memory_format", "'nhwc'", "channels_last"]),
     ("augment", ("color", "rotate"), ["augmentation", "'rotate'", "translation"]),

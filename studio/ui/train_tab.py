@@ -11,7 +11,7 @@ import math
 import gradio as gr
 import pandas as pd
 
-from ..config import AUGMENTATIONS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
+from ..config import LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
 from ..metrics import MetricsUnavailable, inception_path
 from ..render import to_pil_images
@@ -21,6 +21,7 @@ from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, S
 from ..workspace import Workspace, folder_name, run_step
 
 RESOLUTIONS = (32, 64, 128, 256)
+DISCRIMINATOR_CHOICES = [("Projected (pretrained features)", "projected"), ("FastGAN", "fastgan")]
 MODEL_SIZES = [("Tiny · 8", 8), ("Small · 16", 16), ("Medium · 32", 32), ("Large · 64", 64)]
 SAMPLES_SHOWN = 16
 TIMELAPSE_SHOWN = 8
@@ -59,6 +60,10 @@ class TrainTab:
                              "every painting: 0.1 s each).",
                         elem_id="train-kid-minutes")
                     with gr.Accordion("More settings", open=False):
+                        discriminator = gr.Dropdown(
+                            DISCRIMINATOR_CHOICES, value=TrainConfig.discriminator, label="Discriminator",
+                            info="Projected judges in features pretrained on ImageNet: pictures sooner.",
+                            elem_id="train-discriminator")
                         loss = gr.Dropdown(list(LOSSES), value=TrainConfig.loss, label="Loss",
                                            info="hinge is a safe default.", elem_id="train-loss")
                         augment = gr.Checkbox(True, label="Augment (recommended for under 2,000 paintings)",
@@ -102,7 +107,7 @@ class TrainTab:
         buttons = [start, pause, unpause, stop, resume]
         live = [status, plot, kid_plot, samples, timelapse, *buttons, seen]
         settings = [dataset, name, resolution, width, loss, augment, unit, amount, batch, precision, layout, seed,
-                    kid_minutes]
+                    kid_minutes, discriminator]
         start.click(self.start, settings, status, api_name="train_start")
         resume.click(self.resume, [earlier, unit, amount, kid_minutes], status, api_name="train_resume")
         pause.click(self.pause, None, status, api_name="train_pause")
@@ -125,7 +130,7 @@ class TrainTab:
 
     def start(self, dataset: str | None, name: str, resolution: int, width: int, loss: str, augment: bool,
               unit: str, amount: float, batch: float, precision: str, layout: str, seed: float,
-              kid_minutes: float | None = 0) -> str:
+              kid_minutes: float | None = 0, discriminator: str = TrainConfig.discriminator) -> str:
         if not dataset:
             raise gr.Error("Pick a dataset first, or add one in the Dataset tab.")
         try:
@@ -139,9 +144,9 @@ class TrainTab:
             run_dir = self.workspace.run_dir(run_name)
             if run_step(run_dir) is not None:
                 raise gr.Error(f"A run called {run_name} already exists: continue it below, or choose another name.")
-            config = TrainConfig(resolution=int(resolution), width=int(width), batch_size=int(batch), loss=loss,
-                                 augment=AUGMENTATIONS if augment else (), flip=bool(augment),
-                                 precision=precision, memory_format=layout, seed=int(seed))
+            config = TrainConfig.recipe(discriminator, resolution=int(resolution), width=int(width),
+                                        batch_size=int(batch), loss=loss, precision=precision, memory_format=layout,
+                                        seed=int(seed), **({} if augment else dict(augment=(), flip=False)))
             self.session.start(dataset_dir, run_dir, config, _budget(unit, amount, already=0),
                                _kid_minutes(kid_minutes))
         except (ConfigError, DatasetError, SessionBusy) as error:
