@@ -32,6 +32,8 @@ EXPORT_SIZE = 256          # px; a 64 px sample is too small to watch
 SHEET_TILE = 128           # px per keyframe on a contact sheet
 EXPORT_KINDS = ("gif", "mp4", "zip", "png")    # png: the keyframes' contact sheet
 STRIP_OFFSETS = (-3.0, 0.0, 3.0)               # what a direction's preview strip shows, in σ
+STRIP_TILE = 64            # px per picture in a strip, whatever the model's resolution
+PREVIEW_SIZE = 128         # px of the quick preview
 SIDECAR_FORMAT = "gan-art-studio/walk"
 LOOP_KEYFRAMES = 6        # on a seamless loop's circle; its moves are short arcs, so it looks round
 LOOP_RADIUS = 0.45        # radians: the loop's far side is about 50° away from the sample in z
@@ -119,6 +121,8 @@ def direction_strips(model: Model, recipe: Recipe, indices: list[int]) -> list[I
     offsets = dict(recipe.offsets)
     recipes = [recipe.moved({**offsets, index: amount}) for index in indices for amount in STRIP_OFFSETS]
     images = render_recipes(model, recipes)
+    if model.config.resolution != STRIP_TILE:
+        images = torch.nn.functional.interpolate(images, size=STRIP_TILE, mode="bilinear", antialias=True)
     per_strip = len(STRIP_OFFSETS)
     return [grid_image(images[i:i + per_strip], columns=per_strip, padding=1)
             for i in range(0, len(images), per_strip)]
@@ -225,12 +229,12 @@ def export_name(model: Model, walk: Walk, fps: float, size: int, kind: str) -> s
 
 def preview_walk(model: Model, walk: Walk, fps: float, folder: str | Path) -> Path:
     """A quick look before the full render: half the frames at half the frame rate (so the same
-    length), at the model's own size, as a GIF (and its sidecar) in `folder`."""
+    length), PREVIEW_SIZE px, as a GIF (and its sidecar) in `folder`."""
     quick = Walk(tuple(dataclasses.replace(key, frames=max(1, key.frames // 2), hold=key.hold // 2)
                        for key in walk.keyframes), walk.mode)
-    path = Path(folder) / export_name(model, quick, fps / 2, model.config.resolution, "gif")
+    path = Path(folder) / export_name(model, quick, fps / 2, PREVIEW_SIZE, "gif")
     if not path.exists():
-        export_walk(model, quick, path, fps / 2, model.config.resolution)
+        export_walk(model, quick, path, fps / 2, PREVIEW_SIZE)
     return path
 
 

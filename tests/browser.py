@@ -40,3 +40,40 @@ def fill_number(page, elem_id: str, value: int) -> None:
 
 def thumbnails(page, elem_id: str):
     return page.locator(f"#{elem_id} button.thumbnail-item")
+
+
+# True once the image in elem_id has loaded and shows something other than `before` (a src URL).
+_CHANGED = """([id, before]) => {
+    const image = document.querySelector(`#${id} img`);
+    return image && image.complete && image.naturalWidth > 0 && image.src !== before;
+}"""
+
+
+def image_source(page, elem_id: str) -> str | None:
+    return page.evaluate("id => document.querySelector(`#${id} img`)?.src ?? null", elem_id)
+
+
+def type_seed(page, seed: int) -> None:
+    """Type a seed into the Explore tab and wait for the selected sample to show it."""
+    before = image_source(page, "explore-selected")
+    field = page.locator("#explore-seed-input input[type=number]")
+    field.fill(str(seed))
+    field.press("Enter")
+    page.wait_for_function(_CHANGED, arg=["explore-selected", before])
+
+
+def move_slider(page, elem_id: str, fraction: float) -> None:
+    """Click a direction slider's track at `fraction` of its width (a real click, so its release
+    event fires) and wait for the selected sample to change."""
+    before = image_source(page, "explore-selected")
+    track = page.locator(f"#{elem_id} input[type=range]")
+    box = track.bounding_box()
+    track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
+    page.wait_for_function(_CHANGED, arg=["explore-selected", before])
+
+
+def select_sample(page, index: int) -> None:
+    """Click a sample in the Explore gallery and wait for it to become the selected one."""
+    before = image_source(page, "explore-selected")
+    thumbnails(page, "explore-gallery").nth(index).click()
+    page.wait_for_function(_CHANGED, arg=["explore-selected", before])

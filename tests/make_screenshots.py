@@ -10,8 +10,10 @@ headless, through Playwright; never `playwright install`) visits it:
   2 · Train    continues the run for --steps more steps, so the loss plot (its whole history),
                the newest samples, the time-lapse and one KID point fill in; the picture is taken while it is
                still training, then it is stopped                -> screenshot-train.png
-  3 · Explore  picks the run, clicks two samples as keyframes, previews the walk between
-               them and exports it as a GIF                      -> screenshot-explore.png
+  3 · Explore  picks the run, adds the samples --keyframes as keyframes (the last one moved
+               along two directions first), previews the walk and exports it as a GIF
+                                                                 -> screenshot-explore.png, and the
+               selected sample with its direction sliders  -> screenshot-explore-directions.png
 
 The run is trained on and a GIF lands in WORKSPACE/exports, so give it a copy; the README's
 pictures were made from the 20-minute emoji run (README, "What it makes") like this:
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from browser import ARGS, CHROMIUM, choose, fill_number, free_port, radio, thumbnails
+from browser import ARGS, CHROMIUM, choose, fill_number, free_port, move_slider, radio, select_sample, thumbnails
 
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 120_000
@@ -56,7 +58,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100,
                         help="steps to train on before the Train picture (default 100, 1-2 minutes on 2 cores)")
     parser.add_argument("--keyframes", default="1,10",
-                        help="the samples (0-15) to click as keyframes in Explore, in order (default 1,10)")
+                        help="the samples (0-15) to add as keyframes in Explore, in order (default 1,10)")
     args = parser.parse_args()
     workspace = args.workspace.resolve()
     dataset, run = only_folder(workspace / "datasets"), only_folder(workspace / "checkpoints")
@@ -131,16 +133,24 @@ def explore_tab(page, run: str, keyframes: list[int], picture: Path) -> None:
     page.get_by_role("tab", name="3 · Explore").click()
     choose(page, "explore-model", re.escape(run))
     expect(page.locator("#explore-status")).to_contain_text(f"{run} ·")
-    samples = thumbnails(page, "explore-gallery")
-    expect(samples).to_have_count(16)
-    for n, index in enumerate(keyframes, 1):
-        samples.nth(index).click()
-        expect(thumbnails(page, "explore-keyframes")).to_have_count(n)
+    expect(thumbnails(page, "explore-gallery")).to_have_count(16)
+    for n, index in enumerate(keyframes):
+        select_sample(page, index)
+        if n == len(keyframes) - 1:                   # the last keyframe: moved along two directions
+            move_slider(page, "explore-direction-0", 0.8)
+            move_slider(page, "explore-direction-1", 0.25)
+        page.locator("#explore-add-keyframe").click()
+        expect(thumbnails(page, "explore-keyframes")).to_have_count(n + 1)
     page.locator("#explore-preview").click()
     page.locator("#explore-animation img").wait_for()
     page.locator("#explore-export-gif").click()
     page.locator("#explore-download a[download$='.gif']").wait_for()
     shoot(page, picture)
+    page.wait_for_function(SETTLED)
+    directions = picture.with_name(picture.stem + "-directions.png")
+    page.locator("#explore-directions").evaluate("element => element.parentElement.scrollIntoView()")
+    page.locator("#explore-directions").locator("..").screenshot(path=str(directions))
+    print(f"wrote {directions}", flush=True)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -149,21 +159,6 @@ def only_folder(parent: Path) -> str:
     if len(names) != 1:
         raise SystemExit(f"error: {parent} should hold exactly one folder, not {names or 'none'}")
     return names[0]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def shoot(page, path: Path) -> None:

@@ -18,7 +18,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from browser import ARGS, CHROMIUM, choose, fill_number, radio, thumbnails
+from browser import (ARGS, CHROMIUM, choose, fill_number, move_slider, radio, select_sample, thumbnails,
+                     type_seed)
 from studio.cli import main
 
 EMOJI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "emoji"
@@ -70,23 +71,6 @@ def _record_outside(url: str, outside: list[str]) -> None:
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https", "ws", "wss") and parsed.hostname not in ("127.0.0.1", "localhost"):
         outside.append(url)
-
-
-# True once the image in elem_id shows something other than `before` (a src URL).
-CHANGED = """([id, before]) => {
-    const image = document.querySelector(`#${id} img`);
-    return image && image.complete && image.naturalWidth > 0 && image.src !== before;
-}"""
-
-
-def image_source(page, elem_id: str) -> str | None:
-    return page.evaluate("id => document.querySelector(`#${id} img`)?.src ?? null", elem_id)
-
-
-def fill_seed(page, seed: int) -> None:
-    field = page.locator("#explore-seed-input input[type=number]")
-    field.fill(str(seed))
-    field.press("Enter")
 
 
 def download(page, button_id: str, suffix: str, folder: Path) -> Path:
@@ -144,17 +128,11 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     choose(page, "explore-model", re.escape("emoji-test-32px"))
     expect(page.locator("#explore-status")).to_contain_text("emoji-test-32px · 32 px")
     expect(thumbnails(page, "explore-gallery")).to_have_count(16)
-    thumbnails(page, "explore-gallery").nth(1).click()
+    select_sample(page, 1)
     for seed in (3, 17):
-        selected = image_source(page, "explore-selected")
-        fill_seed(page, seed)
-        page.wait_for_function(CHANGED, arg=["explore-selected", selected])
+        type_seed(page, seed)
         page.locator("#explore-add-keyframe").click()
-    selected = image_source(page, "explore-selected")
-    track = page.locator("#explore-direction-0 input[type=range]")
-    box = track.bounding_box()
-    track.click(position={"x": box["width"] * 0.9, "y": box["height"] / 2})      # a real click on its track
-    page.wait_for_function(CHANGED, arg=["explore-selected", selected])
+    move_slider(page, "explore-direction-0", 0.9)
     page.locator("#explore-add-keyframe").click()
     expect(thumbnails(page, "explore-keyframes")).to_have_count(3)
     expect(thumbnails(page, "explore-keyframes").nth(2)).to_contain_text("seed 17 · 1 move")

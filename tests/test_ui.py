@@ -235,7 +235,7 @@ def test_explore_shows_samples_by_seed_and_selects_one_to_explore(explore):
     assert np.abs(pixels(gallery[0][0]) - pixels(gallery[1][0])).mean() > 1   # different seeds, different pictures
     assert current == 0 and selected.size == (256, 256)                       # the first sample, shown larger
     assert [s.label for s in sliders[:2]] == ["direction 0", "direction 1"]
-    assert all(strip.size == (3 * 32 + 4, 32 + 2) for strip in strips)       # -3, 0, +3 side by side
+    assert all(strip.size == (3 * 64 + 4, 64 + 2) for strip in strips)       # -3, 0, +3 side by side
     calmer = explore.show("tiny", [0], None, [], 0.3)[0]
     assert not np.array_equal(np.asarray(calmer[0][0]), np.asarray(gallery[0][0]))
     current, selected, *_ = explore.select("tiny", [7, 8, 9], 1.0, gr.SelectData(None, {"index": 2, "value": None}))
@@ -294,7 +294,7 @@ def test_keyframes_from_the_gallery_a_typed_seed_and_the_sliders_make_a_timed_wa
     sheet = explore.export("png", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     assert Image.open(sheet).size[0] > 3 * 128
     preview = explore.preview("tiny", keyframes, timing, "loop", 10)
-    assert iio.imread(preview, index=None).shape[1:3] == (32, 32)                 # at the model's size
+    assert iio.imread(preview, index=None).shape[1:3] == (128, 128)               # at half the size
     assert sum(gif_durations(preview)) == 16 * 100 and len(gif_durations(preview)) < 14   # as long, fewer frames
     with pytest.raises(gr.Error, match="at least two"):
         explore.export("zip", "tiny", keyframes[:1], timing[:1], "loop", 10, progress=no_progress)
@@ -334,6 +334,17 @@ def test_checking_for_copies_explains_what_is_missing(explore):
     pairs, note = explore.check_copies("tiny", [0], 1.0, progress=no_progress)   # no run.json
     assert pairs == [] and note.startswith("Cannot check for copies")
     assert "does not say which dataset it was trained on (its run.json is missing or damaged)" in note
+
+
+def test_the_run_training_now_can_be_explored_with_its_directions(workspace, session, ingested):
+    TrainTab(workspace, session).start(**settings(ingested))
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    tab = ExploreTab(workspace, session)
+    gallery, status, keyframes, current, selected, *_ = tab.show(LIVE, [0, 1], None, [], 1.0)
+    assert len(gallery) == 2 and status.startswith("**shapes-32px-live**")
+    recipe, moved = tab.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))    # (3 steps in, still grey)
+    assert recipe == {"seed": 0, "offsets": {"0": 2.0}} and moved.size == selected.size == (256, 256)
+    assert tab._open(LIVE) is tab._open(LIVE)          # one preview's weights and directions, opened once
 
 
 def test_explore_without_a_model_says_what_to_do(workspace, session):

@@ -38,6 +38,7 @@ class ExploreTab:
     def __init__(self, workspace: Workspace, session: TrainingSession):
         self.workspace = workspace
         self.session = session
+        self._live: tuple[tuple, Model] | None = None    # the live run's newest preview, opened
 
     # ------------------------------------------------------------------ layout
     def render(self) -> None:
@@ -64,7 +65,7 @@ class ExploreTab:
                     with gr.Row():
                         randomise = gr.Button("Randomise", elem_id="explore-randomise", size="sm")
                         reset = gr.Button("Reset all", elem_id="explore-reset", size="sm")
-                with gr.Column(scale=5):
+                with gr.Column(scale=5, elem_id="explore-directions"):
                     gr.Markdown(f"**Directions** — the generator's main ways to change a sample, strongest first, "
                                 f"in standard deviations of z. Each strip shows the sample at "
                                 f"{', '.join(f'{a:+g}' for a in STRIP_OFFSETS)} along it.",
@@ -73,14 +74,13 @@ class ExploreTab:
                     for row in range(DIRECTIONS_SHOWN // 2):
                         with gr.Row(equal_height=True):
                             for index in (2 * row, 2 * row + 1):
-                                with gr.Column(min_width=300, elem_classes="direction-slot") as slot:
+                                with gr.Column(min_width=300) as slot, gr.Row(equal_height=True):
                                     sliders.append(gr.Slider(-SLIDER_SIGMA, SLIDER_SIGMA, value=0.0, step=0.1,
-                                                             label=f"direction {index}",
+                                                             label=f"direction {index}", scale=3, min_width=150,
                                                              elem_id=f"explore-direction-{index}"))
-                                    strips.append(gr.Image(show_label=False, type="pil", format="png", height=64,
-                                                           interactive=False, buttons=[], container=False,
-                                                           elem_id=f"explore-strip-{index}",
-                                                           elem_classes="direction-strip"))
+                                    strips.append(gr.Image(show_label=False, type="pil", format="png", height=72,
+                                                           interactive=False, buttons=[], scale=2, min_width=120,
+                                                           elem_id=f"explore-strip-{index}"))
                                 slots.append(slot)
                     with gr.Accordion("Name or hide directions", open=False, elem_id="explore-naming"):
                         with gr.Row(equal_height=True):
@@ -117,7 +117,7 @@ class ExploreTab:
                         clear = gr.Button("Clear keyframes", elem_id="explore-clear", size="sm")
                         preview = gr.Button("Quick preview", variant="primary", elem_id="explore-preview")
                 with gr.Column(scale=2, min_width=300):
-                    animation = gr.Image(label="Animation (preview: half the frames, at the model's size)",
+                    animation = gr.Image(label="Animation (the quick preview has half the frames, at half the size)",
                                          type="filepath", height=256, interactive=False, elem_id="explore-animation")
                     with gr.Row():
                         buttons = {kind: gr.Button(f"Export {label}" if kind in ("gif", "mp4") else label.capitalize(),
@@ -137,7 +137,7 @@ class ExploreTab:
         forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
         tab.select(self.refresh, model, model, api_name="explore_tab")
         # New samples make an earlier check for copies mislead: clear it.
-        model.change(self.show, [model, seeds, current, keyframes, psi], [*views, pick, *slots],
+        model.change(self.switch, [model, seeds, psi], [*views, pick, *slots, keyframes, timing, walk_note],
                      api_name="explore_show").then(**forget, api_name="explore_show_forget_copies")
         psi.release(self.show, [model, seeds, current, keyframes, psi], [*views, pick, *slots],
                     api_name="explore_psi").then(**forget, api_name="explore_psi_forget_copies")
@@ -146,7 +146,9 @@ class ExploreTab:
         gallery.select(self.select, [model, seeds, psi], panel, api_name="explore_select")
         seed.submit(self.type_seed, [model, seed, psi], panel, api_name="explore_seed")
         for index, slider in enumerate(sliders):
-            slider.release(self.move, [model, current, *sliders], [current, selected], api_name=f"explore_move_{index}")
+            # While a slider is dragged, only the newest position is rendered; no spinner over the picture.
+            slider.input(self.move, [model, current, *sliders], [current, selected], api_name=f"explore_move_{index}",
+                         trigger_mode="always_last", show_progress="hidden", queue=False)
         randomise.click(self.randomise, [model, current], [current, selected, *sliders], api_name="explore_randomise")
         reset.click(self.reset, [model, current], [current, selected, *sliders], api_name="explore_reset")
         rename.click(self.rename, [model, pick, name], [pick, *sliders], api_name="explore_rename")
@@ -204,6 +206,11 @@ class ExploreTab:
         gallery = list(zip(render_images(model, samples), (f"seed {s}" for s in seeds)))
         return (gallery, status, _keyframe_view(model, keyframes), *self._panel(model, recipe, labels),
                 *self._naming(labels))
+
+    def switch(self, choice: str | None, seeds: list[int], psi: float):
+        """Another model: its samples, the first one selected, and no keyframes (a walk, and a
+        stored z, belong to the model they were made with)."""
+        return *self.show(choice, seeds, None, [], psi), [], [], TIMING_HINT
 
     def new_seeds(self, choice: str | None, current, keyframes: list, psi: float):
         seeds = [random.randrange(2**31) for _ in range(SEEDS_SHOWN)]
@@ -389,12 +396,17 @@ class ExploreTab:
     def _open(self, choice: str | None) -> Model | None:
         if choice == LIVE:
             snap = self.session.snapshot()    # read first: the generator is then at least this new
+            newest = (snap.run_dir, snap.previews[-1] if snap.previews else None)
+            if self._live is not None and self._live[0] == newest:
+                return self._live[1]          # the same preview's weights: keep its directions too
             live = self.session.generator()
             if live is None:
                 return None
             step = preview_step(snap.previews[-1]) if snap.previews else 0
-            return live_model(*live, label=f"{snap.run_dir.name}-live",
-                              source=f"{snap.run_dir} while training, step {step}")
+            model = live_model(*live, label=f"{snap.run_dir.name}-live",
+                               source=f"{snap.run_dir} while training, step {step}")
+            self._live = (newest, model)
+            return model
         if not choice:
             return None
         try:
