@@ -1,6 +1,6 @@
 """How quickly the Explore tab answers while a run trains in the same studio.
 
-    python benchmarks/explore_latency.py RUN_DIR DATASET_DIR [--moves 40] [--exports 3]
+    python benchmarks/explore_latency.py RUN_DIR DATASET_DIR [--moves 40] [--exports 3] [--discriminator D]
 
 Serves the studio on 127.0.0.1 over a temporary workspace holding a copy of RUN_DIR, starts a
 64 px training run on DATASET_DIR in its training session (until stopped), and once it trains:
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="what the run in the background trains on")
     parser.add_argument("--moves", type=int, default=40, help="slider moves timed (default 40)")
     parser.add_argument("--exports", type=int, default=3, help="GIF exports timed (default 3)")
+    parser.add_argument("--discriminator", help="of the run in the background (default: the studio's default)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="studio_explore_latency_") as folder:
@@ -63,8 +64,8 @@ def main() -> None:
         demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                     **launch_options(workspace))
         try:
-            session.start(args.dataset.resolve(), workspace / "checkpoints" / "background",
-                          TrainConfig(resolution=64), Budget())          # until stopped
+            config = TrainConfig(resolution=64, **({"discriminator": args.discriminator} if args.discriminator else {}))
+            session.start(args.dataset.resolve(), workspace / "checkpoints" / "background", config, Budget())
             wait_for_training(session, FAILED)
             time.sleep(WARM_UP_SECONDS)
             client = Client(demo.local_url, verbose=False)
@@ -99,8 +100,10 @@ def main() -> None:
               "slider_move_engine_ms": 1000 * statistics.median(engine),
               "slider_move_ms_p90": 1000 * sorted(served)[int(0.9 * len(served))],
               "gif_60_frames_256px_s": statistics.median(exports),
-              "training_images_per_s": trained.images_per_s, "training_numerics": trained.numerics}
-    print(f"while training at 64 px ({trained.images_per_s:.1f} images/s, {trained.numerics}):")
+              "training_images_per_s": trained.images_per_s, "training_numerics": trained.numerics,
+              "training_discriminator": config.discriminator}
+    print(f"while training at 64 px ({config.discriminator} discriminator, {trained.images_per_s:.1f} images/s, "
+          f"{trained.numerics}):")
     print(f"  slider move, {model.config.resolution} px model: median {result['slider_move_ms']:.0f} ms through the "
           f"server (90th percentile {result['slider_move_ms_p90']:.0f} ms), {result['slider_move_engine_ms']:.0f} ms "
           f"of it rendering")
