@@ -35,6 +35,7 @@ STRIP_OFFSETS = (-3.0, 0.0, 3.0)               # what a direction's preview stri
 STRIP_TILE = 64            # px per picture in a strip, whatever the model's resolution
 PREVIEW_SIZE = 128         # px of the quick preview
 SIDECAR_FORMAT = "gan-art-studio/walk"
+STILL_FORMAT = "gan-art-studio/still"
 LOOP_KEYFRAMES = 6        # on a seamless loop's circle; its moves are short arcs, so it looks round
 LOOP_RADIUS = 0.45        # radians: the loop's far side is about 50° away from the sample in z
 RENDER_BATCH = 8           # walks always render in batches of this size, so frames repeat bit for bit
@@ -171,17 +172,41 @@ def walk_frames(model: Model, walk: Walk, size: int = EXPORT_SIZE,
 
 def sidecar(model: Model, walk: Walk, fps: float, size: int, labels: DirectionLabels = DirectionLabels()) -> dict:
     """Everything needed to render the walk again, and to see how it was made."""
-    used = sorted({index for key in walk.keyframes for index, _ in key.recipe.offsets})
     return {
-        "format": SIDECAR_FORMAT, "version": 1,
-        "generator": {"file": str(model.file) if model.file else None, "sha256": model.sha256,
-                      "source": model.source, "config": model.config.to_dict()},
+        "format": SIDECAR_FORMAT, "version": 1, "generator": _generator_facts(model),
         "walk": walk.to_json(), "interpolation": "slerp",
         "frames": len(walk.steps()), "fps": fps, "frame_ms": frame_ms(fps), "size": size,
-        "directions": {"method": model.directions.method,
-                       "used": {str(i): {"name": labels.name(i), "vector": model.directions.vectors[i].tolist()}
-                                for i in used}},
+        "directions": _directions_used(model, [key.recipe for key in walk.keyframes], labels),
     }
+
+
+def _generator_facts(model: Model) -> dict:
+    return {"file": str(model.file) if model.file else None, "sha256": model.sha256, "source": model.source,
+            "config": model.config.to_dict()}
+
+
+def _directions_used(model: Model, recipes: list[Recipe], labels: DirectionLabels) -> dict:
+    """The method, and the name and vector of each direction the recipes move along."""
+    used = sorted({index for recipe in recipes for index, _ in recipe.offsets})
+    return {"method": model.directions.method,
+            "used": {str(i): {"name": labels.name(i), "vector": model.directions.vectors[i].tolist()} for i in used}}
+
+
+def export_still(model: Model, recipe: Recipe, path: str | Path, size: int = EXPORT_SIZE,
+                 labels: DirectionLabels = DirectionLabels()) -> Path:
+    """The sample as a PNG whose text chunk (`gan-art-studio`) records its recipe, the directions
+    it moves along and the generator it came from."""
+    facts = {"format": STILL_FORMAT, "version": 1, "generator": _generator_facts(model),
+             "recipe": recipe.to_json(), "size": size, "directions": _directions_used(model, [recipe], labels)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{path.name}")
+    try:
+        write_still(render_images(model, [recipe], size)[0], partial, {"gan-art-studio": json.dumps(facts)})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def export_walk(model: Model, walk: Walk, path: str | Path, fps: float, size: int = EXPORT_SIZE,
@@ -225,6 +250,13 @@ def export_name(model: Model, walk: Walk, fps: float, size: int, kind: str) -> s
     what = {"generator": model.sha256 or model.source, "walk": walk.to_json(), "fps": fps, "size": size}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
     return f"{model.label}-walk-{digest}.{kind}"
+
+
+def still_name(model: Model, recipe: Recipe) -> str:
+    """`<run>-seed<S>-<hash>.png`, the hash over the generator and the whole recipe."""
+    what = {"generator": model.sha256 or model.source, "recipe": recipe.to_json()}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{model.label}-{f'seed{recipe.seed}' if recipe.seed is not None else 'own-z'}-{digest}.png"
 
 
 def preview_walk(model: Model, walk: Walk, fps: float, folder: str | Path) -> Path:

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from studio.cli import main
-from studio.explore import SidecarError, export_walk, open_model, read_sidecar, render_images, walk_frames
+from studio.explore import (SidecarError, export_still, export_walk, open_model, read_sidecar, render_images,
+                            walk_frames)
 from studio.export import read_frames_zip, write_mp4
 from studio.latent import Recipe, even_walk
 
@@ -127,6 +128,17 @@ def test_the_contact_sheet_carries_its_recipe(run, tmp_path):
     with Image.open(sheet) as image:
         assert image.size == (3 * 128 + 4 * 4, 128 + 2 * 4)             # three keyframes in a row
         assert json.loads(image.text["gan-art-studio"])["walk"] == moved_walk().to_json()
+
+
+def test_a_still_records_its_recipe_and_generator(run, tmp_path):
+    model = open_model(run)
+    recipe = Recipe(seed=5, psi=0.9, offsets=((2, -1.5),))
+    with Image.open(export_still(model, recipe, tmp_path / "still.png")) as image:
+        facts = json.loads(image.text["gan-art-studio"])
+        assert image.size == (256, 256)
+        assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(render_images(model, [recipe], 256)[0]))
+    assert Recipe.from_json(facts["recipe"]) == recipe and facts["generator"]["sha256"] == model.sha256
+    assert list(facts["directions"]["used"]) == ["2"]
 
 
 def test_mp4_frames_of_any_size_are_padded_for_the_encoder(tmp_path):

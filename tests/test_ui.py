@@ -250,6 +250,9 @@ def test_a_slider_moves_the_selected_sample_and_back(explore):
     assert np.abs(pixels(moved) - pixels(before)).mean() > 1
     back_recipe, back = explore.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
     assert back_recipe == 5 and np.array_equal(np.asarray(back), np.asarray(before))
+    still = explore.still("tiny", moved_recipe)
+    assert np.array_equal(np.asarray(Image.open(still).convert("RGB")), np.asarray(moved))   # as shown, with its recipe
+    assert json.loads(Image.open(still).text["gan-art-studio"])["recipe"] == moved_recipe
     recipe, image, *amounts = explore.randomise("tiny", current)
     assert any(amounts) and all(-3 <= a <= 3 for a in amounts)
     assert explore.reset("tiny", recipe)[0] == 5

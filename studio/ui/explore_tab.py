@@ -12,8 +12,9 @@ import gradio as gr
 from ..checkpoint import CheckpointError
 from ..data import DatasetError
 from ..directions import DirectionLabels, read_labels, write_labels
-from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, export_name, export_walk, live_model, nearest_paintings,
-                       open_model, preview_walk, render_images, seamless_loop)
+from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, export_name, export_still, export_walk,
+                       live_model, nearest_paintings, open_model, preview_walk, render_images, seamless_loop,
+                       still_name)
 from ..latent import EASINGS, MODES, Keyframe, Recipe, Walk, even_walk
 from ..metrics import MetricsUnavailable
 from ..run import RunError, preview_step, recorded_dataset
@@ -65,6 +66,7 @@ class ExploreTab:
                     with gr.Row():
                         randomise = gr.Button("Randomise", elem_id="explore-randomise", size="sm")
                         reset = gr.Button("Reset all", elem_id="explore-reset", size="sm")
+                        still = gr.Button("Save still", elem_id="explore-export-still", size="sm")
                 with gr.Column(scale=5, elem_id="explore-directions"):
                     gr.Markdown(f"**Directions** — the generator's main ways to change a sample, strongest first, "
                                 f"in standard deviations of z. Each strip shows the sample at "
@@ -171,6 +173,7 @@ class ExploreTab:
         timing.input(self.describe, [keyframes, timing, mode, fps], walk_note, api_name="explore_timing")
         fps.release(self.describe, [keyframes, timing, mode, fps], walk_note, api_name="explore_fps")
         preview.click(self.preview, walk, animation, api_name="explore_preview")
+        still.click(self.still, [model, current], download, api_name="explore_export_still")
         for kind, button in buttons.items():
             button.click(functools.partial(self.export, kind), walk, download,
                          api_name=f"explore_export_{'sheet' if kind == 'png' else kind}")
@@ -369,6 +372,15 @@ class ExploreTab:
         progress(0, desc="Rendering")
         export_walk(model, walk, path, float(fps), EXPORT_SIZE, self._labels(choice), progress=report)
         return str(path)
+
+    def still(self, choice: str | None, current) -> str:
+        """The selected sample as a 256 px PNG that records its recipe, into WORKSPACE/exports."""
+        model = self._open(choice)
+        if model is None or current is None:
+            raise gr.Error("Click a sample (or type a seed) to select it first.")
+        recipe = Recipe.from_json(current)
+        path = self.workspace.exports / still_name(model, recipe)
+        return str(export_still(model, recipe, path, labels=self._labels(choice)))
 
     def _model_and_walk(self, choice, keyframes: list, timing, mode: str) -> tuple[Model, Walk]:
         if len(keyframes) < 2:
