@@ -311,9 +311,9 @@ def run_interpolate(args) -> int:
         count = len(model.directions.strengths)
         if bad := [index for index, _ in args.direction if not 0 <= index < count]:
             raise ConfigError(f"direction {bad[0]} does not exist; this generator has directions 0-{count - 1}")
-        recipes = [Recipe(seed=seed, psi=args.psi, offsets=tuple(args.direction)) for seed in args.seeds]
         mode = "loop" if args.loop else "ping-pong" if args.ping_pong else "once"
         try:
+            recipes = [Recipe(seed=seed, psi=args.psi, offsets=tuple(args.direction)) for seed in args.seeds]
             walk = even_walk(recipes, args.frames, mode, args.easing, args.hold)
         except ValueError as error:
             raise ConfigError(str(error)) from None

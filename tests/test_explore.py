@@ -114,6 +114,7 @@ def test_interpolate_along_a_direction_and_to_mp4(run, tmp_path, capsys):
     (["--seeds", "1,2", "--direction", "40=1", "--out", "walk.gif"], "direction 40 does not exist"),
     (["--seeds", "1,2,3", "--frames", "2", "--out", "walk.gif"], "too few for 3 keyframes"),
     (["--out", "walk.gif"], "give RUN_OR_GENERATOR and --seeds"),
+    (["--seeds", "1,2", "--psi", "3", "--out", "walk.gif"], "psi must be in (0, 2]"),
 ])
 def test_interpolate_explains_mistakes_in_one_line(run, tmp_path, capsys, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)
