@@ -9,6 +9,7 @@ checkpoint from a stranger cannot run code.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -99,10 +100,11 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if _STEP_FILE.match(p.name)), key=step_of)
 
 
-def _read(path: Path, expected_format: str | tuple[str, ...]) -> dict:
+def _read(path: Path, expected_format: str | tuple[str, ...], data: bytes | None = None) -> dict:
+    """The payload of `path`, or of `data` (that file's bytes, read already) when given."""
     expected = (expected_format,) if isinstance(expected_format, str) else expected_format
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except FileNotFoundError as error:
         raise CheckpointError(f"{path} does not exist") from error
     except Exception as error:   # truncated zip, pickle refused by weights_only, not a torch file...
@@ -161,14 +163,16 @@ def export_generator(trainer: Trainer, path: str | Path) -> Path:
     return path
 
 
-def load_generator(source: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrainConfig]:
+def load_generator(source: str | Path, device: torch.device | str = "cpu",
+                   data: bytes | None = None) -> tuple[nn.Module, TrainConfig]:
     """An eval-mode G_ema from a generator export, a checkpoint, or a run folder (its newest
-    checkpoint)."""
+    checkpoint). `data`: the file's bytes when the caller has read them already, to know exactly
+    which weights it holds (a file the trainer rewrites may change between two reads)."""
     source = Path(source)
-    if source.is_dir():
+    if data is None and source.is_dir():
         _, payload = latest_checkpoint(source)
     else:
-        payload = _read(source, (CHECKPOINT_FORMAT, GENERATOR_FORMAT))
+        payload = _read(source, (CHECKPOINT_FORMAT, GENERATOR_FORMAT), data)
     config = config_of(payload)
     generator = build_generator(config)
     generator.load_state_dict(payload["G_ema"])

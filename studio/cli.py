@@ -18,7 +18,7 @@ from .checkpoint import CheckpointError, load_generator
 from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
-from .explore import EXPORT_SIZE, SidecarError, export_walk, open_model, read_sidecar
+from .explore import EXPORT_SIZE, SidecarError, export_walk, open_model, read_sidecar, walk_format
 from .latent import EASINGS, Recipe, even_walk
 from .metrics import Evaluation, evaluate, load_inception
 from .packaged import WeightsUnavailable
@@ -264,22 +264,31 @@ def run_generate(args) -> int:
 
 
 # ---------------------------------------------------------------------------- interpolate
+# What shapes a walk made from seeds, and its value when not given. These options default to
+# "absent" in the parser, so that one given with --from-sidecar (which replays a recorded walk
+# exactly) can be refused rather than silently ignored.
+WALK_DEFAULTS = {"seeds": None, "frames": 60, "fps": 24.0, "loop": False, "ping_pong": False, "easing": "linear",
+                 "hold": 0, "psi": 1.0, "direction": [], "size": EXPORT_SIZE}
+
+
 def add_interpolate(commands) -> None:
     p = commands.add_parser("interpolate", help="render a walk between seeds as a GIF, an MP4 or a zip of frames")
     p.add_argument("source", type=Path, nargs="?", metavar="RUN_OR_GENERATOR",
                    help="a run folder, generator.pt or checkpoint (with --from-sidecar: only if it has moved)")
-    p.add_argument("--seeds", type=_seed_list, help="keyframe seeds in order, e.g. 3,17,42")
-    p.add_argument("--frames", type=_positive(int), default=60, help="frames in all (default 60)")
-    p.add_argument("--fps", type=_positive(float), default=24.0, help="frames per second (default 24)")
+    absent = argparse.SUPPRESS
+    p.add_argument("--seeds", type=_seed_list, default=absent, help="keyframe seeds in order, e.g. 3,17,42")
+    p.add_argument("--frames", type=_positive(int), default=absent, help="frames in all (default 60)")
+    p.add_argument("--fps", type=_positive(float), default=absent, help="frames per second (default 24)")
     ends = p.add_mutually_exclusive_group()
-    ends.add_argument("--loop", action="store_true", help="walk back to the first seed; plays seamlessly")
-    ends.add_argument("--ping-pong", action="store_true", help="walk there and back again")
-    p.add_argument("--easing", choices=EASINGS, default="linear", help="between keyframes (default linear)")
-    p.add_argument("--hold", type=int, default=0, metavar="FRAMES", help="extra frames on each keyframe (default 0)")
-    p.add_argument("--psi", type=_positive(float), default=1.0, help="truncation of every keyframe (default 1)")
-    p.add_argument("--direction", type=_direction_offset, action="append", default=[], metavar="N=SIGMA",
+    ends.add_argument("--loop", action="store_true", default=absent,
+                      help="move on from the last seed back to the first; plays seamlessly")
+    ends.add_argument("--ping-pong", action="store_true", default=absent, help="walk there and back again")
+    p.add_argument("--easing", choices=EASINGS, default=absent, help="between keyframes (default linear)")
+    p.add_argument("--hold", type=int, default=absent, metavar="FRAMES", help="extra frames on each keyframe (default 0)")
+    p.add_argument("--psi", type=_positive(float), default=absent, help="truncation of every keyframe (default 1)")
+    p.add_argument("--direction", type=_direction_offset, action="append", default=absent, metavar="N=SIGMA",
                    help="move every keyframe SIGMA standard deviations along direction N (repeatable)")
-    p.add_argument("--size", type=_positive(int), default=EXPORT_SIZE, help=f"px (default {EXPORT_SIZE})")
+    p.add_argument("--size", type=_positive(int), default=absent, help=f"px (default {EXPORT_SIZE})")
     p.add_argument("--from-sidecar", type=Path, metavar="FILE.json",
                    help="render again exactly what a sidecar (from the studio or this command) describes")
     p.add_argument("--out", required=True, type=Path, help="walk.gif, walk.mp4, frames.zip or sheet.png (keyframes)")
@@ -302,32 +311,51 @@ def _direction_offset(text: str) -> tuple[int, float]:
 
 
 def run_interpolate(args) -> int:
+    _check_out(args.out)
+    given = {name: value for name, value in vars(args).items() if name in WALK_DEFAULTS}
     if args.from_sidecar:
+        if given:
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+            raise ConfigError(f"--from-sidecar renders the walk it records as it was; leave out {flags}")
         model, walk, fps, size = read_sidecar(args.from_sidecar, args.source)
     else:
-        if args.source is None or not args.seeds:
-            raise ConfigError("give RUN_OR_GENERATOR and --seeds (or --from-sidecar FILE.json)")
-        model = open_model(args.source)
-        count = len(model.directions.strengths)
-        if bad := [index for index, _ in args.direction if not 0 <= index < count]:
-            raise ConfigError(f"direction {bad[0]} does not exist; this generator has directions 0-{count - 1}")
-        mode = "loop" if args.loop else "ping-pong" if args.ping_pong else "once"
-        try:
-            recipes = [Recipe(seed=seed, psi=args.psi, offsets=tuple(args.direction)) for seed in args.seeds]
-            walk = even_walk(recipes, args.frames, mode, args.easing, args.hold)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        fps, size = args.fps, args.size
+        model, walk, fps, size = _walk_from_seeds(args.source, **{**WALK_DEFAULTS, **given})
     line = StderrLine(terminal_seconds=0.1)
     try:
         sidecar = export_walk(model, walk, args.out, fps, size, read_labels(model.run_dir),
                               progress=lambda done, total: line.show(f"  {done}/{total} frames", final=done == total))
-    except ValueError as error:           # an --out this cannot write
-        raise ConfigError(str(error)) from None
+    except OSError as error:          # a folder it may not write in, a full disk
+        raise ConfigError(f"cannot write {args.out}: {error.strerror or error}") from None
     frames = len(walk.steps())
     print(f"Wrote {args.out}: {frames} frames at {fps:g} fps, {size} px (how it was made: {sidecar})")
     print(json.dumps({"out": str(args.out), "frames": frames, "sidecar": str(sidecar)}))
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot be written before rendering anything."""
+    try:
+        walk_format(out)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the file to write, e.g. {out / 'walk.gif'}")
+
+
+def _walk_from_seeds(source: Path | None, seeds, frames, fps, loop, ping_pong, easing, hold, psi, direction, size):
+    if source is None or not seeds:
+        raise ConfigError("give RUN_OR_GENERATOR and --seeds (or --from-sidecar FILE.json)")
+    mode = "loop" if loop else "ping-pong" if ping_pong else "once"
+    try:       # the keyframes' recipes and the timing, checked before the model is loaded
+        recipes = [Recipe(seed=seed, psi=psi, offsets=tuple(direction)) for seed in seeds]
+        walk = even_walk(recipes, frames, mode, easing, hold)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    model = open_model(source)
+    if bad := [index for index, _ in direction if not 0 <= index < model.direction_count]:
+        raise ConfigError(f"direction {bad[0]} does not exist; this generator has directions "
+                          f"0-{model.direction_count - 1}")
+    return model, walk, fps, size
 
 
 # --------------------------------------------------------------------------------- studio

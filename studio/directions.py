@@ -10,14 +10,12 @@ Two ways to find them, both from G alone:
   the z that produces it.
 Which one the studio shows, and why, is measured in benchmarks/directions.py (see the README).
 
-Directions are cached beside the generator file (`generator.pt` -> `generator.directions.json`)
-under the file's SHA-256, so they are computed once per saved model and again when it changes.
-The artist's names for them, and which are hidden, are kept in RUN_DIR/directions.json.
+Directions are cached in a file under the SHA-256 of the weights they were found in (explore.py
+chooses where), so they are computed once per saved model and again when it changes. The
+artist's names for them, and which are hidden, are kept in RUN_DIR/directions.json.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,9 +66,8 @@ def sefa(generator: nn.Module, count: int = COUNT) -> Directions:
 
 
 def _first_linear_map(generator: nn.Module) -> torch.Tensor:
-    """(outputs, z_dim): z -> the first layer's output, the BatchNorm after it folded in."""
-    modules = list(generator.modules())
-    first = next((m for m in modules if isinstance(m, (nn.ConvTranspose2d, nn.Linear))), None)
+    """(outputs, z_dim): z -> the first layer's output, the BatchNorm right after it folded in."""
+    first = next((m for m in generator.modules() if isinstance(m, (nn.ConvTranspose2d, nn.Linear))), None)
     if first is None:
         raise ValueError("this generator has no first linear layer to find directions in")
     if isinstance(first, nn.ConvTranspose2d):      # weight (z_dim, channels, k, k) on a 1x1 input
@@ -79,11 +76,28 @@ def _first_linear_map(generator: nn.Module) -> torch.Tensor:
     else:                                          # weight (outputs, z_dim)
         a = first.weight.detach()
         per_output = 1
-    norm = modules[modules.index(first) + 1]
-    if isinstance(norm, nn.BatchNorm2d | nn.BatchNorm1d) and norm.running_var is not None:
-        scale = norm.weight.detach() / (norm.running_var + norm.eps).sqrt()
-        a = a * scale.repeat_interleave(per_output)[:, None]
-    return a
+    scale = _eval_norm_scale(_next_sibling(generator, first))
+    return a if scale is None else a * scale.repeat_interleave(per_output)[:, None]
+
+
+def _next_sibling(generator: nn.Module, module: nn.Module) -> nn.Module | None:
+    """What `module`'s output goes through next, as far as the structure says: the module after it
+    in its parent Sequential (elsewhere, the order modules were registered in is no such promise)."""
+    for parent in generator.modules():
+        children = list(parent) if isinstance(parent, nn.Sequential) else []
+        for child, after in zip(children, [*children[1:], None]):
+            if child is module:
+                return after
+    return None
+
+
+def _eval_norm_scale(norm: nn.Module | None) -> torch.Tensor | None:
+    """A BatchNorm's per-channel scale in eval mode, or None when it is none (or keeps no running
+    statistics, so it has no fixed scale). Its shift moves every sample alike, so it is left out."""
+    if not isinstance(norm, nn.BatchNorm2d | nn.BatchNorm1d) or norm.running_var is None:
+        return None
+    scale = 1 / (norm.running_var.detach() + norm.eps).sqrt()
+    return scale * norm.weight.detach() if norm.affine else scale
 
 
 def ganspace(generator: nn.Module, count: int = COUNT, samples: int = GANSPACE_SAMPLES, seed: int = 0) -> Directions:
@@ -140,41 +154,17 @@ def _canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------ caching
-def generator_sha256(path: str | Path) -> str:
-    path = Path(path)
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    """Keyed by modification time and size, so an unchanged file is read once."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def cache_path(generator_file: str | Path) -> Path:
-    generator_file = Path(generator_file)
-    return generator_file.with_name(f"{generator_file.stem}.directions.json")
-
-
-def cached_directions(generator: nn.Module, generator_file: str | Path, method: str = DEFAULT_METHOD,
+def cached_directions(generator: nn.Module, sha256: str, cache: str | Path, method: str = DEFAULT_METHOD,
                       count: int = COUNT) -> Directions:
-    """The directions of the generator loaded from `generator_file`, from the cache beside it
-    when that was made from the same file (same SHA-256), else computed and cached."""
-    sha256 = generator_sha256(generator_file)
-    return _cached(generator, str(cache_path(generator_file)), sha256, method, count)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached(generator: nn.Module, cache: str, sha256: str, method: str, count: int) -> Directions:
+    """The directions of `generator`, whose weights have this SHA-256: read from the file `cache`
+    when it was written for the same weights, else found and written there."""
     key = {"generator_sha256": sha256, "method": method, "count": count}
     try:
         data = json.loads(Path(cache).read_text())
         if {k: data.get(k) for k in key} == key:
             return Directions.from_json(data)
     except (OSError, ValueError, KeyError):
-        pass              # no cache yet, or a damaged one: compute it again
+        pass              # no cache yet, or a damaged one: find them again
     directions = find_directions(generator, method, count)
     try:
         write_json(cache, {**key, **directions.to_json()})

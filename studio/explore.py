@@ -18,22 +18,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import latest_checkpoint, load_generator
+from .checkpoint import checkpoint_dir, latest_checkpoint, load_generator
 from .config import TrainConfig
 from .data import load_images
-from .directions import Directions, DirectionLabels, cached_directions, find_directions, generator_sha256
-from .export import (frame_ms, sidecar_path, upscale, write_frames_zip, write_gif, write_json, write_mp4,
-                     write_still)
+from .directions import Directions, DirectionLabels, cached_directions, find_directions
+from .export import (atomic_output, frame_ms, sidecar_path, upscale, write_frames_zip, write_gif, write_json,
+                     write_mp4, write_still)
 from .latent import Recipe, Walk, circle_through
 from .metrics import dataset_features, inception_features, load_inception, nearest, typical_distance
 from .render import grid_image, render_latents, to_pil_images, to_uint8
 
 EXPORT_SIZE = 256          # px; a 64 px sample is too small to watch
 SHEET_TILE = 128           # px per keyframe on a contact sheet
-EXPORT_KINDS = ("gif", "mp4", "zip", "png")    # png: the keyframes' contact sheet
+WALK_FORMATS = ("gif", "mp4", "zip", "png")    # png: the keyframes' contact sheet
 STRIP_OFFSETS = (-3.0, 0.0, 3.0)               # what a direction's preview strip shows, in σ
 STRIP_TILE = 64            # px per picture in a strip, whatever the model's resolution
 PREVIEW_SIZE = 128         # px of the quick preview
+GENERATOR_EXPORT = "generator.pt"   # a run folder's export, which the trainer replaces at every checkpoint
 SIDECAR_FORMAT = "gan-art-studio/walk"
 STILL_FORMAT = "gan-art-studio/still"
 LOOP_KEYFRAMES = 6        # on a seamless loop's circle; its moves are short arcs, so it looks round
@@ -57,6 +58,10 @@ class Model:
     sha256: str | None = None  # of that file
     run_dir: Path | None = None   # where the artist's names for its directions are kept
 
+    @property
+    def direction_count(self) -> int:
+        return len(self.directions.strengths)
+
     def latents(self, recipes: list[Recipe]) -> torch.Tensor:
         return torch.stack([recipe.latent(self.config.z_dim, self.directions.vectors) for recipe in recipes])
 
@@ -68,7 +73,7 @@ def generator_file(source: str | Path) -> Path:
         if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
         return source
-    export = source / "generator.pt"
+    export = source / GENERATOR_EXPORT
     return export if export.exists() else latest_checkpoint(source)[0]
 
 
@@ -77,13 +82,26 @@ def open_model(source: str | Path) -> Model:
     memory until the file changes, so browsing seeds does not reload it."""
     file = generator_file(source).resolve()
     stat = file.stat()
-    generator, config = _load_generator(str(file), stat.st_mtime_ns)
-    saved = datetime.fromtimestamp(stat.st_mtime_ns / 1e9).isoformat(timespec="seconds")
-    source = Path(source)
-    run_dir = source if source.is_dir() else file.parent
-    label = source.name if source.is_dir() else file.stem
-    return Model(generator, config, cached_directions(generator, file), label, f"{file} saved {saved}",
-                 file, generator_sha256(file), run_dir)
+    weights = _read_weights(str(file), stat.st_mtime_ns, stat.st_size)
+    run_dir = run_folder_of(file)
+    label = run_dir.name if run_dir else file.stem
+    return Model(weights.generator, weights.config, weights.directions, label,
+                 f"{file} saved {weights.saved}", file, weights.sha256, run_dir or file.parent)
+
+
+def run_folder_of(file: Path) -> Path | None:
+    """The run a weights file belongs to (RUN for RUN/generator.pt and RUN/checkpoints/step-N.pt),
+    whose folder keeps the directions' names; None for a generator file of no run."""
+    if file.parent == checkpoint_dir(file.parent.parent):
+        return file.parent.parent
+    return file.parent if file.name == GENERATOR_EXPORT else None
+
+
+def directions_cache(file: Path) -> Path:
+    """Where the directions of a weights file are cached: in its run's folder (one file, under the
+    weights' SHA-256, so pruning old checkpoints leaves nothing behind), else beside the file."""
+    run_dir = run_folder_of(file)
+    return run_dir / "generator.directions.json" if run_dir else file.with_name(f"{file.stem}.directions.json")
 
 
 def live_model(generator: torch.nn.Module, config: TrainConfig, label: str, source: str) -> Model:
@@ -91,9 +109,27 @@ def live_model(generator: torch.nn.Module, config: TrainConfig, label: str, sour
     return Model(generator, config, find_directions(generator), label, source)
 
 
+@dataclass(frozen=True)
+class _Weights:
+    generator: torch.nn.Module
+    config: TrainConfig
+    sha256: str
+    saved: str                 # when the file was written, to the second
+    directions: Directions
+
+
 @functools.lru_cache(maxsize=4)
-def _load_generator(source: str, mtime_ns: int) -> tuple[torch.nn.Module, TrainConfig]:
-    return load_generator(source)
+def _read_weights(file: str, mtime_ns: int, size: int) -> _Weights:
+    """Keyed by modification time and size, so an unchanged file is read once. The file is read
+    once, and its hash and its weights both come from those bytes: the trainer replaces
+    generator.pt at every checkpoint, and two reads could see two versions."""
+    with open(file, "rb") as handle:
+        written = os.fstat(handle.fileno()).st_mtime_ns     # of the file read, not of a newer one
+        data = handle.read()
+    generator, config = load_generator(file, data=data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    saved = datetime.fromtimestamp(written / 1e9).isoformat(timespec="seconds")
+    return _Weights(generator, config, sha256, saved, cached_directions(generator, sha256, directions_cache(Path(file))))
 
 
 def render_recipes(model: Model, recipes: list[Recipe], batch: int = 32) -> torch.Tensor:
@@ -199,13 +235,8 @@ def export_still(model: Model, recipe: Recipe, path: str | Path, size: int = EXP
     facts = {"format": STILL_FORMAT, "version": 1, "generator": _generator_facts(model),
              "recipe": recipe.to_json(), "size": size, "directions": _directions_used(model, [recipe], labels)}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{path.name}")
-    try:
+    with atomic_output(path) as partial:
         write_still(render_images(model, [recipe], size)[0], partial, {"gan-art-studio": json.dumps(facts)})
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
@@ -213,16 +244,15 @@ def export_walk(model: Model, walk: Walk, path: str | Path, fps: float, size: in
                 labels: DirectionLabels = DirectionLabels(),
                 progress: Callable[[int, int], None] | None = None) -> Path:
     """Render `walk` into `path` (.gif, .mp4, .zip of PNG frames, or .png: a contact sheet of
-    its keyframes) and its sidecar beside it (same name, .json). Returns the sidecar's path."""
+    its keyframes) and its sidecar beside it (same name, .json). Returns the sidecar's path.
+
+    The sidecar is written first, so the walk never appears without it; the walk's file appears
+    only once it is whole."""
     path = Path(path)
-    kind = path.suffix.lower().lstrip(".")
-    if kind not in EXPORT_KINDS:
-        raise ValueError(f"cannot export a {kind or 'file without an extension'}; "
-                         f"name it .{', .'.join(EXPORT_KINDS[:-1])} or .png (a contact sheet)")
+    kind = walk_format(path)
     facts = sidecar(model, walk, fps, size, labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{path.name}")   # the finished name appears only when whole
-    try:
+    sidecar_file = write_json(sidecar_path(path), facts)
+    with atomic_output(path) as partial:
         if kind == "png":
             write_still(keyframe_sheet(model, walk), partial, {"gan-art-studio": json.dumps(facts)})
         else:
@@ -231,10 +261,16 @@ def export_walk(model: Model, walk: Walk, path: str | Path, fps: float, size: in
                 write_frames_zip(frames, partial)
             else:
                 (write_gif if kind == "gif" else write_mp4)(frames, partial, fps)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return write_json(sidecar_path(path), facts)
+    return sidecar_file
+
+
+def walk_format(path: str | Path) -> str:
+    """What a walk written to `path` becomes, from its extension: one of WALK_FORMATS."""
+    kind = Path(path).suffix.lower().lstrip(".")
+    if kind not in WALK_FORMATS:
+        raise ValueError(f"cannot export a {kind or 'file without an extension'}; "
+                         f"name it .{', .'.join(WALK_FORMATS[:-1])} or .png (a contact sheet)")
+    return kind
 
 
 def keyframe_sheet(model: Model, walk: Walk) -> Image.Image:
@@ -247,16 +283,19 @@ def keyframe_sheet(model: Model, walk: Walk) -> Image.Image:
 def export_name(model: Model, walk: Walk, fps: float, size: int, kind: str) -> str:
     """`<run>-walk-<hash>.<kind>`, the hash over what decides the frames: the GIF, MP4 and zip of
     one walk share one sidecar, and a walk already written can be handed out again at once."""
-    what = {"generator": model.sha256 or model.source, "walk": walk.to_json(), "fps": fps, "size": size}
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+    digest = _digest({"generator": model.sha256 or model.source, "walk": walk.to_json(), "fps": fps, "size": size})
     return f"{model.label}-walk-{digest}.{kind}"
 
 
 def still_name(model: Model, recipe: Recipe) -> str:
     """`<run>-seed<S>-<hash>.png`, the hash over the generator and the whole recipe."""
-    what = {"generator": model.sha256 or model.source, "recipe": recipe.to_json()}
-    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+    digest = _digest({"generator": model.sha256 or model.source, "recipe": recipe.to_json()})
     return f"{model.label}-{f'seed{recipe.seed}' if recipe.seed is not None else 'own-z'}-{digest}.png"
+
+
+def _digest(what: dict) -> str:
+    """10 hex digits naming `what` (JSON): the same facts always give the same file name."""
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def preview_walk(model: Model, walk: Walk, fps: float, folder: str | Path) -> Path:
@@ -292,18 +331,19 @@ def read_sidecar(path: str | Path, generator: str | Path | None = None) -> tuple
     except FileNotFoundError:
         raise SidecarError(f"the generator {source} that {path.name} was made from is missing; "
                            "pass its new place as RUN_OR_GENERATOR") from None
-    if generator_sha256(file) != recorded.get("sha256"):
-        raise SidecarError(f"{file} is not the generator {path.name} was made from: its SHA-256 is "
-                           f"{generator_sha256(file)[:12]}…, the sidecar's {str(recorded.get('sha256'))[:12]}… "
-                           "(trained further since?)")
     model = open_model(file)
+    if model.sha256 != recorded.get("sha256"):
+        raise SidecarError(f"{file} is not the generator {path.name} was made from: its SHA-256 is "
+                           f"{model.sha256[:12]}…, the sidecar's {str(recorded.get('sha256'))[:12]}… "
+                           "(trained further since?)")
     try:
         used = {int(i): torch.tensor(d["vector"], dtype=torch.float32)
                 for i, d in facts["directions"]["used"].items()}
         walk = Walk.from_json(facts["walk"])
         fps, size = float(facts["fps"]), int(facts["size"])
-    except (KeyError, TypeError, ValueError) as error:
+        # The directions recorded, not ones computed again: the frames cannot drift if that changes.
+        model = dataclasses.replace(model, directions=Directions(facts["directions"].get("method", "?"), used, ()))
+        model.latents([key.recipe for key in walk.keyframes])     # every move it makes is recorded
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise SidecarError(f"{path} is damaged: {error}") from None
-    # The directions recorded, not ones computed again: the frames cannot drift if that changes.
-    recorded_directions = Directions(facts["directions"].get("method", "?"), used, ())
-    return dataclasses.replace(model, directions=recorded_directions), walk, fps, size
+    return model, walk, fps, size

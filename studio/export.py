@@ -2,11 +2,13 @@
 stills, and the JSON files that say how they were made, written so a reader never sees half of one."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -60,13 +62,6 @@ def write_frames_zip(frames: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def read_frames_zip(path: str | Path) -> np.ndarray:
-    """(F, H, W, 3) uint8, in frame order."""
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(name for name in archive.namelist() if name.endswith(".png"))
-        return np.stack([np.asarray(Image.open(io.BytesIO(archive.read(name))).convert("RGB")) for name in names])
-
-
 def write_still(image: Image.Image, path: str | Path, text: dict[str, str]) -> Path:
     """A PNG carrying `text` in its tEXt chunks (e.g. the recipe it was rendered from)."""
     info = PngInfo()
@@ -78,17 +73,30 @@ def write_still(image: Image.Image, path: str | Path, text: dict[str, str]) -> P
 
 
 def write_json(path: str | Path, data) -> Path:
-    """Through a temporary file in the same folder and a rename: the old file or the new one,
-    never half of one."""
+    """The old file or the new one, never half of one."""
+    path = Path(path)
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(data, indent=1))
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write `path` through: when the block ends without an error it is
+    flushed to disk and renamed over `path`, so readers see the old file or the new one, never half
+    of one; on an error it is removed. It lives in the same folder (a rename across disks is not
+    atomic), is named per process and thread (two writers of one file never share it), and keeps
+    the suffix, from which encoders choose the format."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")   # one per writer
+    partial = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.partial{path.suffix}")
     try:
-        tmp.write_text(json.dumps(data, indent=1, default=str))
-        os.replace(tmp, path)
+        yield partial
+        with open(partial, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(partial, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        partial.unlink(missing_ok=True)
 
 
 def sidecar_path(path: str | Path) -> Path:

@@ -16,6 +16,7 @@ import torch
 
 EASINGS = ("linear", "ease-in-out")
 MODES = ("once", "loop", "ping-pong")
+SEED_LIMIT = 2**64      # torch.Generator.manual_seed takes seeds below this (and wraps negative ones onto them)
 
 
 def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:
@@ -74,9 +75,15 @@ class Recipe:
     def __post_init__(self) -> None:
         if (self.seed is None) == (self.z is None):
             raise ValueError("a recipe has either a seed or a stored z")
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
+            raise ValueError(f"a seed is a whole number from 0 to {SEED_LIMIT - 1}, not {self.seed}")
+        if self.z is not None and not all(math.isfinite(v) for v in self.z):
+            raise ValueError("a stored z must hold finite numbers only")
         if not 0 < self.psi <= 2:
             raise ValueError(f"truncation psi must be in (0, 2], not {self.psi}")
         offsets = tuple(sorted((int(i), float(a)) for i, a in dict(self.offsets).items() if a != 0))
+        if bad := [f"{i}={a}" for i, a in offsets if not math.isfinite(a)]:
+            raise ValueError(f"a move along a direction must be a finite number of σ, not {bad[0]}")
         object.__setattr__(self, "offsets", offsets)
 
     @classmethod

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from .export import atomic_output
 from .latent import seeds_to_z
 
 
@@ -29,12 +30,10 @@ def grid_image(images: torch.Tensor, columns: int | None = None, padding: int = 
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    """Write through a temporary file, so a preview being read is never half-written."""
+    """Through a temporary file, so a preview being read is never half-written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_output(path) as partial:
+        image.save(partial, format="PNG")
     return path
 
 

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
+from torch import nn
 
-from studio.checkpoint import load_generator
-from studio.directions import (DirectionLabels, cache_path, cached_directions, ganspace, read_labels, sefa,
-                               write_labels)
+from studio.checkpoint import list_checkpoints, load_generator
+from studio.directions import DirectionLabels, ganspace, read_labels, sefa, write_labels
 from studio.explore import open_model, render_recipes
 from studio.latent import Recipe
 
@@ -39,21 +39,67 @@ def test_moving_along_a_direction_changes_the_sample_visibly(run):
         assert (along - base).abs().mean() * 127.5 > 5          # pixel levels out of 255, on average
 
 
-def test_directions_are_cached_beside_the_generator_and_found_again_when_it_changes(run):
-    file = run / "generator.pt"
-    generator = load_generator(file)[0]
-    first = cached_directions(generator, file)
-    cache = json.loads(cache_path(file).read_text())
-    assert cache_path(file) == run / "generator.directions.json" and cache["method"] == "sefa"
-    assert torch.equal(torch.tensor(cache["vectors"]), first.vectors)
+def test_directions_are_cached_with_the_run_and_found_again_when_the_generator_changes(run):
+    first = open_model(run).directions
+    cache = json.loads((run / "generator.directions.json").read_text())
+    assert cache["method"] == "sefa" and torch.equal(torch.tensor(cache["vectors"]), first.vectors)
 
+    file = run / "generator.pt"
     payload = torch.load(file, weights_only=True)          # the run trained on: new weights, new file
     weight = next(k for k in payload["G_ema"] if k.endswith("initial.0.weight"))
     payload["G_ema"][weight] = torch.randn_like(payload["G_ema"][weight])
     torch.save(payload, file)
-    changed = cached_directions(load_generator(file)[0], file)
+    changed = open_model(run).directions
     assert not torch.allclose(changed.vectors, first.vectors)
-    assert json.loads(cache_path(file).read_text())["generator_sha256"] != cache["generator_sha256"]
+    assert json.loads((run / "generator.directions.json").read_text())["generator_sha256"] != cache["generator_sha256"]
+
+
+def test_a_checkpoint_opened_directly_belongs_to_its_run(run):
+    checkpoint = list_checkpoints(run)[-1]
+    before = set(checkpoint.parent.iterdir())
+    write_labels(run, DirectionLabels().renamed(0, "warmer"))
+    model = open_model(checkpoint)
+    assert model.label == "tiny" and model.run_dir == run
+    assert read_labels(model.run_dir).name(0) == "warmer"
+    assert set(checkpoint.parent.iterdir()) == before      # pruning old checkpoints leaves nothing behind
+    assert json.loads((run / "generator.directions.json").read_text())["generator_sha256"] == model.sha256
+
+
+class FirstLayerThenNorm(nn.Module):
+    """z -> Linear, then `norm` after it in a Sequential (or the Linear alone), and registered right
+    after those a BatchNorm that never touches the first layer's output."""
+
+    def __init__(self, norm: nn.Module | None):
+        super().__init__()
+        self.z_dim = 4
+        self.first = nn.Linear(4, 6, bias=False)
+        self.initial = nn.Sequential(self.first, norm, nn.ReLU()) if norm else self.first
+        self.elsewhere = nn.BatchNorm1d(6)
+
+    def forward(self, z):
+        return self.initial(z)
+
+
+def _norm_with_stats(affine: bool) -> nn.BatchNorm1d:
+    norm = nn.BatchNorm1d(6, affine=affine)
+    norm.running_var.copy_(torch.linspace(0.25, 4.0, 6))
+    if affine:
+        nn.init.uniform_(norm.weight, 0.5, 2.0)
+    return norm.eval()
+
+
+@pytest.mark.parametrize("norm", [None, _norm_with_stats(True), _norm_with_stats(False)],
+                         ids=["no norm", "affine", "not affine"])
+def test_sefa_folds_in_the_batchnorm_that_follows_the_first_layer_and_no_other(norm):
+    torch.manual_seed(1)
+    generator = FirstLayerThenNorm(norm).eval()
+    generator.elsewhere.running_var.fill_(100.0)           # folding this one in would change the answer
+    a = generator.first.weight.detach().double()
+    if norm is not None:
+        scale = 1 / (norm.running_var + norm.eps).sqrt() * (norm.weight if norm.affine else 1)
+        a = a * scale.detach().double()[:, None]
+    eigenvalues = torch.linalg.eigvalsh(a.T @ a).flip(0)
+    assert sefa(generator, 4).strengths == pytest.approx(eigenvalues.tolist(), rel=1e-6)
 
 
 def test_names_and_hidden_directions_are_kept_with_the_run(run):
@@ -63,6 +109,6 @@ def test_names_and_hidden_directions_are_kept_with_the_run(run):
     again = read_labels(run)
     assert again == labels and again.name(2) == "warmer" and again.name(0) == "direction 0"
     assert again.hiding(7, False).hidden == frozenset() and again.renamed(2, "").name(2) == "direction 2"
-    assert not list(run.glob(".*.tmp"))                     # written through a temporary file, renamed over
+    assert sorted(p.name for p in run.glob(".*")) == []    # written through a temporary file, renamed over
     (run / "directions.json").write_text("{damaged")
     assert read_labels(run) == DirectionLabels()

@@ -1,8 +1,10 @@
 """Walk exports and their sidecars (studio.explore, studio.export) and `python -m studio interpolate`."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import threading
 
 import imageio.v3 as iio
 import numpy as np
@@ -10,10 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from frames import read_frames_zip
+from studio import explore
 from studio.cli import main
 from studio.explore import (SidecarError, export_still, export_walk, open_model, read_sidecar, render_images,
                             walk_frames)
-from studio.export import read_frames_zip, write_mp4
+from studio.export import atomic_output, write_mp4
 from studio.latent import Recipe, even_walk
 
 
@@ -111,6 +115,13 @@ def test_interpolate_along_a_direction_and_to_mp4(run, tmp_path, capsys):
 
 @pytest.mark.parametrize("arguments,message", [
     (["--seeds", "1,2", "--out", "walk.webm"], "cannot export a webm"),
+    (["--seeds", "1,2", "--out", "."], "cannot export a file without an extension"),
+    (["--seeds", "1,2", "--out", "folder.gif"], "is a folder"),
+    (["--seeds", "1,2", "--out", "notes.txt/walk.gif"], "cannot write notes.txt/walk.gif"),
+    (["--seeds", "1,2", "--direction", "0=nan", "--out", "walk.gif"], "must be a finite number of σ, not 0=nan"),
+    (["--seeds", "1,2", "--direction", "0=inf", "--out", "walk.gif"], "not 0=inf"),
+    (["--seeds", f"1,{2**64}", "--out", "walk.gif"], f"a seed is a whole number from 0 to {2**64 - 1}"),
+    (["--seeds", "1,-2", "--out", "walk.gif"], "not -2"),
     (["--seeds", "1,2", "--direction", "40=1", "--out", "walk.gif"], "direction 40 does not exist"),
     (["--seeds", "1,2,3", "--frames", "2", "--out", "walk.gif"], "too few for 3 keyframes"),
     (["--out", "walk.gif"], "give RUN_OR_GENERATOR and --seeds"),
@@ -118,9 +129,28 @@ def test_interpolate_along_a_direction_and_to_mp4(run, tmp_path, capsys):
 ])
 def test_interpolate_explains_mistakes_in_one_line(run, tmp_path, capsys, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.gif").mkdir()
+    (tmp_path / "notes.txt").write_text("not a folder")
     assert main(["interpolate", str(run), *arguments]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not list(tmp_path.glob("walk.*"))                        # nothing written, not even a sidecar
+
+
+def test_interpolate_refuses_a_bad_out_before_it_loads_anything(tmp_path, capsys):
+    assert main(["interpolate", str(tmp_path / "no-such-run"), "--seeds", "1,2", "--out", "walk.webm"]) == 2
+    assert "cannot export a webm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--seeds", "1,2"], ["--frames", "60"], ["--loop"], ["--ping-pong"],
+                                   ["--fps", "10", "--size", "64"], ["--direction", "0=1"], ["--psi", "1"]])
+def test_a_sidecar_renders_its_own_walk_and_refuses_flags_that_would_change_it(run, tmp_path, capsys, flags):
+    sidecar = export_walk(open_model(run), moved_walk(), tmp_path / "walk.zip", fps=12, size=64)
+    assert main(["interpolate", "--from-sidecar", str(sidecar), *flags, "--out", str(tmp_path / "again.zip")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--from-sidecar renders the walk it records" in err[0]
+    assert all(flag in err[0] for flag in flags if flag.startswith("--"))
+    assert not (tmp_path / "again.zip").exists()
 
 
 def test_the_contact_sheet_carries_its_recipe(run, tmp_path):
@@ -140,6 +170,58 @@ def test_a_still_records_its_recipe_and_generator(run, tmp_path):
         assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(render_images(model, [recipe], 256)[0]))
     assert Recipe.from_json(facts["recipe"]) == recipe and facts["generator"]["sha256"] == model.sha256
     assert list(facts["directions"]["used"]) == ["2"]
+
+
+def test_the_recorded_sha256_is_of_the_weights_that_render_even_when_the_file_is_replaced_meanwhile(
+        run, tmp_path, monkeypatch):
+    file = run / "generator.pt"
+    rendered = file.read_bytes()
+    newer = torch.load(file, weights_only=True)
+    key = next(iter(newer["G_ema"]))
+    newer["G_ema"][key] = newer["G_ema"][key] + 1
+    load = explore.load_generator
+
+    def load_while_the_trainer_saves(*args, **kwargs):     # a checkpoint replaces generator.pt meanwhile
+        loaded = load(*args, **kwargs)
+        torch.save(newer, file)
+        return loaded
+    monkeypatch.setattr(explore, "load_generator", load_while_the_trainer_saves)
+    model = open_model(run)
+    assert model.sha256 == hashlib.sha256(rendered).hexdigest() != hashlib.sha256(file.read_bytes()).hexdigest()
+    assert export_still(model, Recipe(seed=1), tmp_path / "still.png")
+
+
+def test_a_failed_export_leaves_the_earlier_file_whole_and_no_partial_file(run, tmp_path, monkeypatch):
+    out = tmp_path / "exports" / "walk.gif"
+    out.parent.mkdir()
+    out.write_bytes(b"the walk exported before")
+
+    def full_disk(frames, path, fps):
+        path.write_bytes(b"half a GIF")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(explore, "write_gif", full_disk)
+    with pytest.raises(OSError):
+        export_walk(open_model(run), moved_walk(), out, fps=12, size=64)
+    assert out.read_bytes() == b"the walk exported before"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["walk.gif", "walk.json"]   # its sidecar is written first
+
+
+def test_two_writers_of_one_file_each_get_their_own_temporary_file(tmp_path):
+    out = tmp_path / "walk.gif"
+    both_inside, partials = threading.Barrier(2), []
+
+    def write(text: str) -> None:
+        with atomic_output(out) as partial:
+            partials.append(partial)
+            partial.write_text(text)
+            both_inside.wait(timeout=60)
+    writers = [threading.Thread(target=write, args=(text,)) for text in ("one", "two")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert len(set(partials)) == 2 and all(p.suffix == ".gif" and p.parent == tmp_path for p in partials)
+    assert out.read_text() in ("one", "two") and list(tmp_path.iterdir()) == [out]
 
 
 def test_mp4_frames_of_any_size_are_padded_for_the_encoder(tmp_path):

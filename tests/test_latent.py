@@ -114,6 +114,19 @@ def test_a_recipe_names_what_it_needs():
         Recipe(z=(0.0,) * 8).latent(Z_DIM)
 
 
+@pytest.mark.parametrize("recipe,message", [
+    (dict(seed=1, offsets=((0, float("nan")),)), "finite number of σ, not 0=nan"),
+    (dict(seed=1, offsets=((2, float("-inf")),)), "finite number of σ, not 2=-inf"),
+    (dict(z=(0.0, float("inf"))), "finite numbers only"),
+    (dict(seed=2**64), "a seed is a whole number from 0 to 18446744073709551615"),
+    (dict(seed=-1), "not -1"),
+])
+def test_a_recipe_refuses_what_no_generator_can_render(recipe, message):
+    with pytest.raises(ValueError, match=message):
+        Recipe(**recipe)
+    assert Recipe(seed=2**64 - 1).latent(Z_DIM).isfinite().all()
+
+
 def test_a_seamless_loop_is_a_closed_circle_through_the_sample():
     z = seed_to_z(9, 64)
     points = circle_through(z, 6, 0.45, seed=1)

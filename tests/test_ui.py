@@ -17,20 +17,22 @@ from pathlib import Path
 import gradio as gr
 import imageio.v3 as iio
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from browser import free_port
 from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
-from studio.checkpoint import list_checkpoints
+from frames import read_frames_zip
+from studio.checkpoint import export_generator, list_checkpoints
 from studio import metrics
 from studio.config import TrainConfig
 from studio.data import load_images
 from studio.explore import match_paintings
+from studio.latent import Recipe
 from studio.run import Budget, read_metrics
 from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
 from studio.ui.dataset_tab import DatasetTab
-from studio.export import read_frames_zip
 from studio.ui.explore_tab import DIRECTIONS_SHOWN, LIVE, TIMING_HEADERS, ExploreTab
 from studio.ui.train_tab import PLOT_POINTS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, status_line
 from studio.workspace import Workspace, folder_name
@@ -310,6 +312,38 @@ def test_a_seamless_loop_goes_round_the_selected_sample(explore):
     zip_path = explore.export("zip", "tiny", keyframes, timing, "loop", 12, progress=no_progress)
     frames = read_frames_zip(zip_path)
     assert len(frames) == 24 and not np.array_equal(frames[0], frames[-1])
+
+
+def test_the_last_keyframe_of_a_walk_that_does_not_loop_has_no_frames_to_next(explore):
+    keyframes = [3, 11, 5]
+    for mode, moves in (("once", [6, 5]), ("ping-pong", [3, 3])):
+        timing, note = explore.respread(keyframes, 12, mode, "linear", 0, 10)
+        assert [row[2] for row in timing] == [*moves, None]         # blank: there is no next keyframe
+        timing[-1][2] = 99                                          # typed into anyway: it changes nothing
+        table = pd.DataFrame(timing, columns=TIMING_HEADERS)        # as gradio hands the table back
+        assert explore.describe(keyframes, table, mode, 10) == explore.describe(keyframes, timing, mode, 10)
+        assert "12 frames" in explore.describe(keyframes, table, mode, 10)
+    timing, note = explore.respread(keyframes, 12, "loop", "linear", 0, 10)
+    assert [row[2] for row in timing] == [4, 4, 4]
+
+
+@pytest.fixture
+def small_z(workspace, make_trainer) -> str:
+    """A run whose generator takes a z of 8 numbers: it has fewer directions than there are sliders."""
+    export_generator(make_trainer(z_dim=8), workspace.run_dir("small-z") / "generator.pt")
+    return "small-z"
+
+
+def test_sliders_beyond_a_generators_directions_are_hidden_and_ignored(workspace, session, small_z):
+    tab = ExploreTab(workspace, session)
+    shown = tab.show(small_z, [0], None, [], 1.0)
+    assert [slot.visible for slot in shown[-DIRECTIONS_SHOWN:]] == [True] * 8 + [False] * 2
+    assert [value for _, value in shown[-DIRECTIONS_SHOWN - 1].choices] == list(range(8))
+    recipe, image = tab.move(small_z, 0, *[1.0] * DIRECTIONS_SHOWN)
+    assert sorted(Recipe.from_json(recipe).offsets) == [(i, 1.0) for i in range(8)]
+    recipe, image, *amounts = tab.randomise(small_z, 0)
+    assert len(amounts) == DIRECTIONS_SHOWN and amounts[8:] == [0.0, 0.0]
+    assert tab.reset(small_z, recipe)[0] == 0
 
 
 def test_explore_pairs_each_shown_sample_with_its_nearest_painting(explore, workspace, dataset32):

@@ -15,7 +15,7 @@ from ..directions import DirectionLabels, read_labels, write_labels
 from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, export_name, export_still, export_walk,
                        live_model, nearest_paintings, open_model, preview_walk, render_images, seamless_loop,
                        still_name)
-from ..latent import EASINGS, MODES, Keyframe, Recipe, Walk, even_walk
+from ..latent import EASINGS, MODES, SEED_LIMIT, Keyframe, Recipe, Walk, even_walk
 from ..metrics import MetricsUnavailable
 from ..run import RunError, preview_step, recorded_dataset
 from ..session import TrainingSession
@@ -26,13 +26,14 @@ SEEDS_SHOWN = 16
 DIRECTIONS_SHOWN = 10
 SLIDER_SIGMA = 3.0
 SELECTED_PX = 256     # the selected sample, shown larger than a 64 px model paints it
-EXPORT_KINDS = {"gif": "GIF", "mp4": "MP4", "zip": "frames (zip)", "png": "contact sheet"}
+EXPORT_BUTTONS = {"gif": "GIF", "mp4": "MP4", "zip": "frames (zip)", "png": "contact sheet"}   # by format
 TIMING_HEADERS = ["#", "keyframe", "frames to next", "hold", "easing"]
 NOTHING_YET = ("**Nothing to explore yet** — train a model in the Train tab, and its samples appear here. "
                "Click a sample to explore it and make keyframes of an animation.")
 COPIES_HINT = "Does the model copy your paintings? Check the samples above against the training paintings."
 TIMING_HINT = ("Frames, holds and easing set every move alike; edit a row to change one move. "
-               "A loop's last keyframe moves on back to the first.")
+               "A loop's last keyframe moves on back to the first; otherwise it has no move after it, "
+               "so its frames to next stay blank.")
 
 
 class ExploreTab:
@@ -110,7 +111,7 @@ class ExploreTab:
                         frames = gr.Slider(8, 240, value=60, step=1, label="Frames in all", elem_id="explore-frames")
                         fps = gr.Slider(4, 60, value=15, step=1, label="Frames per second", elem_id="explore-fps")
                     with gr.Row():
-                        mode = gr.Radio(list(MODES), value="loop", label="Ends", elem_id="explore-mode")
+                        mode = gr.Radio(list(MODES), value="loop", label="Ends", elem_id="explore-loop")
                         easing = gr.Radio(list(EASINGS), value="ease-in-out", label="Easing", elem_id="explore-easing")
                         hold = gr.Slider(0, 30, value=0, step=1, label="Hold on each keyframe (frames)",
                                          elem_id="explore-hold")
@@ -125,7 +126,7 @@ class ExploreTab:
                         buttons = {kind: gr.Button(f"Export {label}" if kind in ("gif", "mp4") else label.capitalize(),
                                                    elem_id=f"explore-export-{'sheet' if kind == 'png' else kind}",
                                                    size="sm", min_width=80)
-                                   for kind, label in EXPORT_KINDS.items()}
+                                   for kind, label in EXPORT_BUTTONS.items()}
                     download = gr.File(label="Download (with a .json sidecar beside it in exports/)",
                                        interactive=False, elem_id="explore-download")
             seeds = gr.State(list(range(SEEDS_SHOWN)))     # the training previews' seeds, to start with
@@ -200,7 +201,7 @@ class ExploreTab:
         if model is None:
             message = NOTHING_YET if choice != LIVE else \
                 "The current run has no samples yet: they appear after its first preview, in a few seconds."
-            return [], message, [], *self._panel(None, None, labels), *self._naming(labels)
+            return [], message, [], *self._panel(None, None, labels), *_naming(labels, DIRECTIONS_SHOWN)
         recipe = Recipe.from_json(current) if current is not None else Recipe(seed=seeds[0])
         recipe = Recipe(recipe.seed, recipe.z, psi, recipe.offsets)
         samples = [Recipe(seed=s, psi=psi) for s in seeds]
@@ -208,7 +209,7 @@ class ExploreTab:
                   f"it, move it along the directions, and add keyframes for a walk.")
         gallery = list(zip(render_images(model, samples), (f"seed {s}" for s in seeds)))
         return (gallery, status, _keyframe_view(model, keyframes), *self._panel(model, recipe, labels),
-                *self._naming(labels))
+                *_naming(labels, _slider_count(model)))
 
     def switch(self, choice: str | None, seeds: list[int], psi: float):
         """Another model: its samples, the first one selected, and no keyframes (a walk, and a
@@ -224,37 +225,44 @@ class ExploreTab:
         return self._panel(self._open(choice), Recipe(seed=seeds[evt.index], psi=psi), self._labels(choice))
 
     def type_seed(self, choice: str | None, seed: float | None, psi: float):
-        if seed is None or seed < 0:
-            raise gr.Error("Type a seed: a whole number, 0 or more.")
-        return self._panel(self._open(choice), Recipe(seed=int(seed), psi=psi), self._labels(choice))
+        try:
+            recipe = Recipe(seed=int(seed), psi=psi)
+        except (TypeError, ValueError):
+            raise gr.Error(f"Type a seed: a whole number from 0 to {SEED_LIMIT - 1}.") from None
+        return self._panel(self._open(choice), recipe, self._labels(choice))
 
     # ------------------------------------------------------------------ directions
     def move(self, choice: str | None, current: dict | int | None, *amounts: float):
-        """The selected sample with every slider where it is now (the fast path of a slider move)."""
+        """The selected sample with every slider where it is now (the fast path of a slider move).
+        Sliders past the model's directions (hidden for a small z) do not count."""
         model = self._open(choice)
         if model is None or current is None:
             raise gr.Error("Pick a model and click a sample first.")
-        recipe = Recipe.from_json(current).moved(dict(enumerate(amounts)))
+        recipe = Recipe.from_json(current).moved(dict(enumerate(amounts[:model.direction_count])))
         return recipe.to_json(), render_images(model, [recipe], SELECTED_PX)[0]
 
     def randomise(self, choice: str | None, current):
         """Every shown direction at a random place, as likely as a sample's own position along it."""
         hidden = self._labels(choice).hidden
         amounts = [0.0 if i in hidden else round(max(-SLIDER_SIGMA, min(SLIDER_SIGMA, random.gauss(0, 1))), 1)
-                   for i in range(DIRECTIONS_SHOWN)]
+                   for i in range(self._slider_count(choice))]
         return self._moved_to(choice, current, amounts)
 
     def reset(self, choice: str | None, current):
-        return self._moved_to(choice, current, [0.0] * DIRECTIONS_SHOWN)
+        return self._moved_to(choice, current, [])
 
     def _moved_to(self, choice, current, amounts: list[float]):
+        """The sample moved to `amounts` (one per direction, from 0), and every slider set to match."""
         recipe, image = self.move(choice, current, *amounts)
-        return recipe, image, *amounts
+        return recipe, image, *amounts, *[0.0] * (DIRECTIONS_SHOWN - len(amounts))
+
+    def _slider_count(self, choice: str | None) -> int:
+        return _slider_count(self._open(choice))
 
     def rename(self, choice: str | None, index: int, name: str):
         labels = self._labels(choice).renamed(int(index), name or "")
         write_labels(self._run_dir_or_refuse(choice), labels)
-        return gr.Dropdown(choices=_direction_choices(labels), value=int(index)), \
+        return gr.Dropdown(choices=_direction_choices(labels, self._slider_count(choice)), value=int(index)), \
             *(gr.Slider(label=labels.name(i)) for i in range(DIRECTIONS_SHOWN))
 
     def hide(self, hiding: bool, choice: str | None, index: int, current):
@@ -262,12 +270,13 @@ class ExploreTab:
         labels = self._labels(choice)
         labels = labels.hiding(int(index)) if hiding else DirectionLabels(labels.names)
         write_labels(self._run_dir_or_refuse(choice), labels)
-        slots = [gr.Column(visible=i not in labels.hidden) for i in range(DIRECTIONS_SHOWN)]
-        pick = gr.Dropdown(choices=_direction_choices(labels), value=int(index))
+        count = self._slider_count(choice)
+        pick = gr.Dropdown(choices=_direction_choices(labels, count), value=int(index))
+        slots = _slots(labels, count)
         if current is None:
             return pick, *slots, None, None, *(gr.Slider() for _ in range(DIRECTIONS_SHOWN))
         offsets = dict(Recipe.from_json(current).offsets)
-        amounts = [0.0 if i in labels.hidden else offsets.get(i, 0.0) for i in range(DIRECTIONS_SHOWN)]
+        amounts = [0.0 if i in labels.hidden else offsets.get(i, 0.0) for i in range(count)]
         return pick, *slots, *self._moved_to(choice, current, amounts)
 
     def name_of(self, choice: str | None, index: int | None) -> str:
@@ -280,14 +289,10 @@ class ExploreTab:
             return [None, None, *(gr.Slider(value=0.0) for _ in range(DIRECTIONS_SHOWN)),
                     *([None] * DIRECTIONS_SHOWN)]
         offsets = dict(recipe.offsets)
-        shown = list(range(min(DIRECTIONS_SHOWN, len(model.directions.strengths))))
+        shown = list(range(_slider_count(model)))
         return [recipe.to_json(), render_images(model, [recipe], SELECTED_PX)[0],
                 *(gr.Slider(value=offsets.get(i, 0.0), label=labels.name(i)) for i in range(DIRECTIONS_SHOWN)),
                 *direction_strips(model, recipe, shown), *([None] * (DIRECTIONS_SHOWN - len(shown)))]
-
-    def _naming(self, labels: DirectionLabels) -> list:
-        return [gr.Dropdown(choices=_direction_choices(labels)),
-                *(gr.Column(visible=i not in labels.hidden) for i in range(DIRECTIONS_SHOWN))]
 
     def _labels(self, choice: str | None) -> DirectionLabels:
         run_dir = self._run_dir(choice) if choice else None
@@ -342,13 +347,13 @@ class ExploreTab:
     def respread(self, keyframes: list, frames: float, mode: str, easing: str, hold: float, fps: float):
         """The timing table with `frames` in all shared evenly between the moves."""
         if len(keyframes) < 2:
-            return _timing_rows([Keyframe(Recipe.from_json(k)) for k in keyframes]), \
+            return _timing_rows([Keyframe(Recipe.from_json(k)) for k in keyframes], mode), \
                 "Add one more keyframe to make a walk." if keyframes else TIMING_HINT
         try:
             walk = even_walk([Recipe.from_json(k) for k in keyframes], int(frames), mode, easing, int(hold))
         except ValueError as error:
             raise gr.Error(f"{error}: give the walk more frames.") from None
-        return _timing_rows(list(walk.keyframes)), _describe(walk, fps)
+        return _timing_rows(list(walk.keyframes), mode), _describe(walk, fps)
 
     def describe(self, keyframes: list, timing, mode: str, fps: float) -> str:
         return _describe(self._walk(keyframes, timing, mode), fps)
@@ -395,9 +400,11 @@ class ExploreTab:
         rows = timing.values.tolist() if hasattr(timing, "values") else list(timing or [])
         if len(rows) != len(keyframes):
             raise gr.Error("The timing table does not match the keyframes; change the frames to share them again.")
+        last = len(rows) - 1
         try:
-            return Walk(tuple(Keyframe(Recipe.from_json(key), int(row[2]), int(row[3]), str(row[4]).strip())
-                              for key, row in zip(keyframes, rows)), mode)
+            return Walk(tuple(Keyframe(Recipe.from_json(key), int(row[2]) if _moves_on(n, last, mode) else 1,
+                                       int(row[3]), str(row[4]).strip())
+                              for n, (key, row) in enumerate(zip(keyframes, rows))), mode)
         except (ValueError, TypeError) as error:
             raise gr.Error(f"Cannot use that timing: {error}") from None
 
@@ -427,8 +434,22 @@ class ExploreTab:
             raise gr.Error(f"Cannot open {choice}: {error}") from None
 
 
-def _direction_choices(labels: DirectionLabels) -> list[tuple[str, int]]:
-    return [(labels.name(i) + (" (hidden)" if i in labels.hidden else ""), i) for i in range(DIRECTIONS_SHOWN)]
+def _slider_count(model: Model | None) -> int:
+    """How many sliders have a direction to move along: a generator with a small z has fewer."""
+    return min(DIRECTIONS_SHOWN, model.direction_count) if model else DIRECTIONS_SHOWN
+
+
+def _naming(labels: DirectionLabels, count: int) -> list:
+    """The naming dropdown's choices and each slider's slot, shown or hidden."""
+    return [gr.Dropdown(choices=_direction_choices(labels, count)), *_slots(labels, count)]
+
+
+def _slots(labels: DirectionLabels, count: int) -> list:
+    return [gr.Column(visible=i < count and i not in labels.hidden) for i in range(DIRECTIONS_SHOWN)]
+
+
+def _direction_choices(labels: DirectionLabels, count: int = DIRECTIONS_SHOWN) -> list[tuple[str, int]]:
+    return [(labels.name(i) + (" (hidden)" if i in labels.hidden else ""), i) for i in range(count)]
 
 
 def _keyframe_view(model: Model | None, keyframes: list) -> list[tuple]:
@@ -439,8 +460,17 @@ def _keyframe_view(model: Model | None, keyframes: list) -> list[tuple]:
                                                                                       recipes), 1)]
 
 
-def _timing_rows(keyframes: list[Keyframe]) -> list[list]:
-    return [[n, key.recipe.label(), key.frames, key.hold, key.easing] for n, key in enumerate(keyframes, 1)]
+def _timing_rows(keyframes: list[Keyframe], mode: str) -> list[list]:
+    """One row per keyframe; "frames to next" blank where there is no next (the last keyframe of a
+    walk that does not loop), and ignored if typed into."""
+    last = len(keyframes) - 1
+    return [[n + 1, key.recipe.label(), key.frames if _moves_on(n, last, mode) else None, key.hold, key.easing]
+            for n, key in enumerate(keyframes)]
+
+
+def _moves_on(index: int, last: int, mode: str) -> bool:
+    """Whether keyframe `index` (of 0..last) moves on to another."""
+    return index < last or mode == "loop"
 
 
 def _describe(walk: Walk, fps: float) -> str:
