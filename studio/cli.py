@@ -284,7 +284,8 @@ def add_interpolate(commands) -> None:
                       help="move on from the last seed back to the first; plays seamlessly")
     ends.add_argument("--ping-pong", action="store_true", default=absent, help="walk there and back again")
     p.add_argument("--easing", choices=EASINGS, default=absent, help="between keyframes (default linear)")
-    p.add_argument("--hold", type=int, default=absent, metavar="FRAMES", help="extra frames on each keyframe (default 0)")
+    p.add_argument("--hold", type=int, default=absent, metavar="FRAMES",
+                   help="extra frames on each keyframe (default 0)")
     p.add_argument("--psi", type=_positive(float), default=absent, help="truncation of every keyframe (default 1)")
     p.add_argument("--direction", type=_direction_offset, action="append", default=absent, metavar="N=SIGMA",
                    help="move every keyframe SIGMA standard deviations along direction N (repeatable)")

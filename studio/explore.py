@@ -129,7 +129,8 @@ def _read_weights(file: str, mtime_ns: int, size: int) -> _Weights:
     generator, config = load_generator(file, data=data)
     sha256 = hashlib.sha256(data).hexdigest()
     saved = datetime.fromtimestamp(written / 1e9).isoformat(timespec="seconds")
-    return _Weights(generator, config, sha256, saved, cached_directions(generator, sha256, directions_cache(Path(file))))
+    directions = cached_directions(generator, sha256, directions_cache(Path(file)))
+    return _Weights(generator, config, sha256, saved, directions)
 
 
 def render_recipes(model: Model, recipes: list[Recipe], batch: int = 32) -> torch.Tensor:
@@ -343,7 +344,7 @@ def read_sidecar(path: str | Path, generator: str | Path | None = None) -> tuple
         fps, size = float(facts["fps"]), int(facts["size"])
         # The directions recorded, not ones computed again: the frames cannot drift if that changes.
         model = dataclasses.replace(model, directions=Directions(facts["directions"].get("method", "?"), used, ()))
-        model.latents([key.recipe for key in walk.keyframes])     # every move it makes is recorded
+        model.latents([key.recipe for key in walk.keyframes])     # refuses moves along unrecorded directions
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise SidecarError(f"{path} is damaged: {error}") from None
     return model, walk, fps, size

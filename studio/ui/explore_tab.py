@@ -227,7 +227,7 @@ class ExploreTab:
     def type_seed(self, choice: str | None, seed: float | None, psi: float):
         try:
             recipe = Recipe(seed=int(seed), psi=psi)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):      # none typed, or not a whole number in range
             raise gr.Error(f"Type a seed: a whole number from 0 to {SEED_LIMIT - 1}.") from None
         return self._panel(self._open(choice), recipe, self._labels(choice))
 
