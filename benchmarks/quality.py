@@ -90,13 +90,6 @@ class Contender:
         return row
 
 
-def config_of(changes: dict, resolution: int, seed: int = 0) -> TrainConfig:
-    """The recipe of the discriminator `changes` names (else the default one), with `changes`."""
-    changes = dict(changes)
-    discriminator = changes.pop("discriminator", TrainConfig.discriminator)
-    return TrainConfig.recipe(discriminator, **{"resolution": resolution, "seed": seed, **changes})
-
-
 def parse_recipe(text: str) -> tuple[str, int]:
     """"projected:2" -> ("projected", 2)."""
     name, _, seeds = text.partition(":")
@@ -150,9 +143,10 @@ def main() -> None:
     configs = {}
     for name, seeds in map(parse_recipe, args.recipes):
         for seed in range(seeds):
-            configs[name if seeds == 1 else f"{name}-seed{seed}"] = config_of(RECIPES[name], args.res, seed)
+            configs[name if seeds == 1 else f"{name}-seed{seed}"] = TrainConfig(
+                **{"resolution": args.res, "seed": seed, **RECIPES[name]})
     for name, changes in map(parse_variant, args.variants):
-        configs[name] = config_of(changes, args.res)
+        configs[name] = TrainConfig(**{"resolution": args.res, **changes})
 
     network = load_inception()
     real_features = dataset_features(args.dataset, args.res, network)

@@ -74,8 +74,8 @@ def main() -> None:
     parser.add_argument("--projection-size", type=int, default=TrainConfig.projection_size)
     args = parser.parse_args()
 
-    config = TrainConfig.recipe(args.discriminator, resolution=args.res, batch_size=args.batch,
-                                projection_size=args.projection_size)
+    config = TrainConfig(discriminator=args.discriminator, resolution=args.res, batch_size=args.batch,
+                         projection_size=args.projection_size)
     images = torch.randint(0, 256, (512, 3, args.res, args.res), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     chosen_trainer = Trainer(config, images)          # measures (or recalls) the fastest numerics

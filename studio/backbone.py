@@ -78,17 +78,18 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, 1000)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The four feature maps of images in [-1, 1] (N, 3, H, W), finest first."""
+        """The four feature maps, finest first, of RGB images (N, 3, H, W) scaled as the weights
+        were trained: (v - 127) / 128 for v in 0..255."""
         h = nn.functional.relu6(self._bn0(self._conv_stem(x)))
         maps = []
-        for index, block in enumerate(self._blocks[:FEATURE_BLOCKS[-1] + 1]):
+        for index, block in enumerate(self._blocks):
             h = block(h)
             if index in FEATURE_BLOCKS:
                 maps.append(h)
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet logits (N, 1000)."""
+        """ImageNet logits (N, 1000), for inputs scaled as in `features`."""
         h = nn.functional.relu6(self._bn1(self._conv_head(self.features(x)[-1])))
         return self._fc(h.mean(dim=(2, 3)))
 

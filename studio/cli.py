@@ -130,8 +130,9 @@ def add_train(commands) -> None:
     p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
     p.add_argument("--no-augment", action="store_true", help="turn off DiffAugment and flips")
     p.add_argument("--discriminator", choices=DISCRIMINATORS,
-                   help=f"projected (judges in pretrained EfficientNet-Lite0 features), fastgan or dcgan, each "
-                        f"with its own recipe (default {TrainConfig.discriminator}; with --arch dcgan, dcgan)")
+                   help=f"projected (judges in pretrained EfficientNet-Lite0 features, no R1, always augmented) "
+                        f"or fastgan / dcgan (learn their own features, with R1 and adaptive augmentation); "
+                        f"default {TrainConfig.discriminator}, and dcgan with --arch dcgan")
     p.add_argument("--projection-size", type=_positive(int), default=TrainConfig.projection_size, metavar="PX",
                    help=f"size images are resized to for the projected discriminator (default "
                         f"{TrainConfig.projection_size}; the paper's 224 costs about twice as much on a CPU)")
@@ -160,13 +161,13 @@ def run_train(args) -> int:
         run = TrainingRun.resume(args.out, args.dataset)
         print(f"Resuming {args.out} at step {run.trainer.step_count}")
     else:
-        # --arch dcgan alone asks for the textbook pair, as it did before D could be chosen.
+        # --arch dcgan alone means the DCGAN pair: a DCGAN G is for comparisons with its own D.
         discriminator = args.discriminator or ("dcgan" if args.arch == "dcgan" else TrainConfig.discriminator)
         augmentation = dict(augment=(), flip=False) if args.no_augment else {}
-        config = TrainConfig.recipe(discriminator, resolution=args.res, width=args.width, batch_size=args.batch,
-                                    loss=args.loss, architecture=args.arch, projection_size=args.projection_size,
-                                    z_dim=args.z_dim, device=args.device, precision=args.precision,
-                                    memory_format=args.memory_format, seed=args.seed, **augmentation)
+        config = TrainConfig(discriminator=discriminator, resolution=args.res, width=args.width, batch_size=args.batch,
+                             loss=args.loss, architecture=args.arch, projection_size=args.projection_size,
+                             z_dim=args.z_dim, device=args.device, precision=args.precision,
+                             memory_format=args.memory_format, seed=args.seed, **augmentation)
         run = TrainingRun.start(args.dataset, args.out, config)
     trainer = run.trainer
     print(f"Training {trainer.config.architecture} G, {trainer.config.discriminator} D at {trainer.config.resolution} px on "

@@ -16,6 +16,20 @@ ARCHITECTURES = ("fastgan", "dcgan")    # the generator's
 DISCRIMINATORS = ("projected", "fastgan", "dcgan")
 
 
+# What each discriminator trains best with, for the fields a config leaves at None (README, "The
+# training recipe"). The projected D is trained as in its paper: every image augmented, no R1,
+# Adam without momentum. A D that learns its own features (FastGAN's, DCGAN's) needs R1, and
+# ADA's adaptive augmentation that starts at 0 and rises only when D starts to memorise.
+_LEARNING_ITS_FEATURES = dict(adam_betas=(0.5, 0.99), r1_gamma=0.1, augment_p_init=0.0, adaptive_augment=True,
+                              flip=True)
+RECIPES = {
+    "projected": dict(adam_betas=(0.0, 0.99), r1_gamma=0.0, augment_p_init=1.0, adaptive_augment=False,
+                      flip=False),
+    "fastgan": _LEARNING_ITS_FEATURES,
+    "dcgan": _LEARNING_ITS_FEATURES,
+}
+
+
 class ConfigError(ValueError):
     """A configuration value a user can fix; the message says how."""
 
@@ -38,18 +52,18 @@ class TrainConfig:
     loss: str = "hinge"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    adam_betas: tuple[float, float] = (0.5, 0.99)
+    adam_betas: tuple[float, float] | None = None   # None here and below: the discriminator's (RECIPES)
     reconstruction_weight: float = 1.0   # D's self-supervised decoder (MSE), FastGAN's regulariser
-    r1_gamma: float = 0.1                # zero-centred gradient penalty on reals; 0 disables
+    r1_gamma: float | None = None        # zero-centred gradient penalty on reals; 0 disables
     r1_interval: int = 16                # lazy regularisation: every N steps, scaled by N
     gp_weight: float = 10.0              # only for loss="wgan-gp"
     ema_half_life_images: int = 10_000   # G_ema forgets half of its past after this many images
     ema_rampup: float = 0.05             # early on, half-life <= images_seen * rampup
-    # Differentiable augmentation, applied to reals and fakes with an adaptive probability
+    # Differentiable augmentation of reals and fakes, each transform with probability p
     augment: tuple[str, ...] = AUGMENTATIONS
-    flip: bool = True
-    augment_p_init: float = 0.0
-    adaptive_augment: bool = True
+    flip: bool | None = None             # x-flips, one more transform under p
+    augment_p_init: float | None = None
+    adaptive_augment: bool | None = None  # ADA: p follows how sure D is about the reals
     ada_target: float = 0.6              # desired E[sign(D(real))]
     ada_interval: int = 4                # steps between adjustments of p
     ada_images_to_full: int = 100_000    # how fast p may move from 0 to 1
@@ -60,12 +74,15 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+        for name, value in RECIPES[self.discriminator].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)   # frozen, but not yet seen by anyone
         if not _is_power_of_two(self.resolution) or not 16 <= self.resolution <= 1024:
             raise ConfigError(f"resolution must be a power of two from 16 to 1024, not {self.resolution}")
         if self.architecture == "fastgan" and self.resolution < 32:
             raise ConfigError("the FastGAN networks need a resolution of at least 32")
         _check_choice("architecture", self.architecture, ARCHITECTURES)
-        _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
         if self.discriminator == "fastgan" and self.resolution < 32:
             raise ConfigError("the FastGAN discriminator needs a resolution of at least 32")
         if self.projection_size % 32 or not 64 <= self.projection_size <= 512:
@@ -98,33 +115,15 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         values = dict(values)
-        # Written before D could be chosen: each architecture came with its own.
+        # A config without a discriminator trained the architecture's own.
         values.setdefault("discriminator", values.get("architecture", cls.architecture))
         for key in ("adam_betas", "augment"):      # JSON and torch.save turn tuples into lists
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
 
-    @classmethod
-    def recipe(cls, discriminator: str, **changes) -> "TrainConfig":
-        """The settings `discriminator` trains best with (README, "Time to quality"), and `changes`."""
-        _check_choice("discriminator", discriminator, DISCRIMINATORS)
-        return cls(discriminator=discriminator, **{**RECIPES.get(discriminator, {}), **changes})
-
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
-
-
-# What differs between the discriminators' recipes; the dataclass's defaults are the default D's.
-# The projected D needs no R1 and augments every image (its heads are small and its features
-# fixed, so nothing in it learns to undo the transforms); the FastGAN D learns its own features
-# and needs R1 and ADA's adaptive augmentation to keep it from memorising the paintings.
-RECIPES = {
-    "projected": dict(adam_betas=(0.0, 0.99), r1_gamma=0.0, augment_p_init=1.0, adaptive_augment=False,
-                      flip=False),
-    "fastgan": dict(adam_betas=(0.5, 0.99), r1_gamma=0.1, augment_p_init=0.0, adaptive_augment=True,
-                    flip=True),
-}
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

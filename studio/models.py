@@ -243,6 +243,6 @@ def build_generator(config: TrainConfig) -> nn.Module:
 def build_discriminator(config: TrainConfig) -> nn.Module:
     if config.discriminator == "projected":
         from .projected import ProjectedDiscriminator   # here: projected.py builds on this module
-        return ProjectedDiscriminator(config.resolution, config.width, config.projection_size)
+        return ProjectedDiscriminator(config.width, config.projection_size)
     cls = FastGANDiscriminator if config.discriminator == "fastgan" else DCGANDiscriminator
     return cls(config.resolution, config.width)

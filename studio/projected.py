@@ -93,9 +93,9 @@ class _PatchDiscriminator(nn.Module):
 class ProjectedDiscriminator(nn.Module):
     has_decoder = False
 
-    def __init__(self, resolution: int, width: int, projection_size: int):
+    def __init__(self, width: int, projection_size: int):
         super().__init__()
-        self.resolution, self.projection_size = resolution, projection_size
+        self.projection_size = projection_size
         self.projection = RandomProjection()
         # The mixed maps are 1/2, 1/4, 1/8 and 1/16 of the projected image's size.
         sizes = [projection_size // 2 ** (level + 1) for level in range(len(HEAD_INPUT_CHANNELS))]
@@ -107,8 +107,11 @@ class ProjectedDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (batch, patches over all four scales) for images in [-1, 1]."""
-        if x.shape[-1] != self.projection_size:
-            x = F.interpolate(x, size=self.projection_size, mode="bilinear", align_corners=False)
+        size = self.projection_size
+        if x.shape[-1] > size:   # antialiased, so fine detail does not alias (its kernel has no bf16)
+            x = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        elif x.shape[-1] < size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         # The weights expect (v - 127) / 128 for v in 0..255; x is (v - 127.5) / 127.5.
         x = (x * 127.5 + 0.5) / 128
         maps = self.projection(self.feature_network.features(x))

@@ -1,8 +1,9 @@
 """One GAN training step per call, and everything a step needs to resume exactly.
 
-The recipe is the few-shot one: FastGAN networks, hinge loss, DiffAugment on reals and fakes with
-ADA's adaptive probability, lazy zero-centred R1, an exponential moving average of G (G_ema) that
-renders every sample, and Adam. All randomness comes from the trainer's own torch.Generator, so a
+The recipe is the few-shot one: the discriminator the config names (projected, FastGAN or DCGAN),
+hinge loss, DiffAugment on reals and fakes (always on, or with ADA's adaptive probability), lazy
+zero-centred R1 where the recipe has it, an exponential moving average of G (G_ema) that renders
+every sample, and Adam. All randomness comes from the trainer's own torch.Generator, so a
 checkpoint's state reproduces the next step bit for bit (on the same machine and numerics).
 """
 from __future__ import annotations

@@ -114,17 +114,16 @@ def test_projection_size_must_suit_the_feature_network(size):
         TrainConfig(projection_size=size)
 
 
-def test_the_defaults_are_the_default_discriminators_recipe():
-    assert TrainConfig.recipe(TrainConfig.discriminator) == TrainConfig()
-
-
-def test_each_discriminator_gets_its_recipe_and_changes_win():
-    projected, fastgan = TrainConfig.recipe("projected"), TrainConfig.recipe("fastgan")
-    assert (projected.r1_gamma, projected.augment_p_init, projected.adaptive_augment) == (0.0, 1.0, False)
-    assert (fastgan.r1_gamma, fastgan.adaptive_augment) == (0.1, True)
-    assert TrainConfig.recipe("projected", r1_gamma=1.0, resolution=32).r1_gamma == 1.0
-    with pytest.raises(ConfigError, match="unknown discriminator 'patch'"):
-        TrainConfig.recipe("patch")
+def test_each_discriminator_gets_its_recipe_and_given_values_win():
+    projected, fastgan = TrainConfig(discriminator="projected"), TrainConfig(discriminator="fastgan")
+    assert (projected.r1_gamma, projected.augment_p_init, projected.adaptive_augment, projected.flip,
+            projected.adam_betas) == (0.0, 1.0, False, False, (0.0, 0.99))
+    assert (fastgan.r1_gamma, fastgan.augment_p_init, fastgan.adaptive_augment, fastgan.flip,
+            fastgan.adam_betas) == (0.1, 0.0, True, True, (0.5, 0.99))
+    assert TrainConfig(discriminator="projected", r1_gamma=1.0).r1_gamma == 1.0
+    assert TrainConfig(discriminator="projected", flip=True).flip is True
+    # Saved configs hold every value, so a checkpoint trains on as it was written.
+    assert TrainConfig.from_dict(json.loads(json.dumps(projected.to_dict()))) == projected
 
 
 @pytest.mark.parametrize("architecture", ["fastgan", "dcgan"])

@@ -59,7 +59,7 @@ def test_a_file_with_another_hash_is_refused(tmp_path):
 def test_missing_weights_name_the_fallback_in_one_sentence(monkeypatch, dataset32, tmp_path, capsys):
     monkeypatch.setattr(backbone, "WEIGHTS_PACKAGE", "no_such_package_here")
     with pytest.raises(WeightsUnavailable, match="--discriminator fastgan"):
-        ProjectedDiscriminator(32, 8, 64)
+        ProjectedDiscriminator(8, 64)
     code = main(["train", str(dataset32), "--out", str(tmp_path / "run"), "--res", "32", "--width", "8",
                  "--steps", "1", "--discriminator", "projected", "--precision", "fp32"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -137,13 +137,15 @@ def test_a_checkpoint_trained_against_other_weights_is_refused(make_trainer, ima
         restore_trainer(payload, images32, cpu_fp32)
 
 
-@pytest.mark.parametrize("resolution", [32, 64, 128, 256])
-def test_every_training_resolution_gives_logits_from_all_four_scales(resolution):
-    D = ProjectedDiscriminator(resolution, width=8, projection_size=64)
+@pytest.mark.parametrize("resolution,width", [(32, 8), (64, 16), (128, 32), (256, 64)])
+def test_every_resolution_and_model_size_gives_logits_from_all_four_scales(resolution, width):
+    D = ProjectedDiscriminator(width=width, projection_size=64)
     x = torch.rand(2, 3, resolution, resolution) * 2 - 1
     x.requires_grad_(True)
     logits = D(x)
-    assert logits.shape[0] == 2 and torch.isfinite(logits).all()
+    # At 64 px the mixed maps are 32, 16, 8 and 4 px: three heads end at 8 px (5x5 logits after
+    # their 4x4 conv), the coarsest at 4 px (one logit).
+    assert logits.shape == (2, 25 + 25 + 25 + 1) and torch.isfinite(logits).all()
     (grad,) = torch.autograd.grad(logits.sum(), x)
     assert grad.abs().sum() > 0
 

