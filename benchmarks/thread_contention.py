@@ -1,11 +1,12 @@
-"""Training speed when something else wants the CPU too, with OpenMP's idle threads spinning
-(GNU OpenMP's default) or sleeping (OMP_WAIT_POLICY=PASSIVE, the studio's default).
+"""Training speed when something else wants the CPU too, with OpenMP's idle threads spinning (GNU
+OpenMP's default, which the studio keeps), spinning briefly, or sleeping (OMP_WAIT_POLICY=PASSIVE).
 
 A laptop is never idle: a browser, the studio's own web server, a music player. On 2 cores,
-OpenMP threads that spin between parallel regions take the core from the thread with work to
-do. Each case runs in a fresh process (the policy is read when OpenMP loads) and times training
-steps of the default 64 px model after a warm-up; "busy" adds one process that spins a core in
-pure Python, as a stand-in for any other program.
+OpenMP threads that spin between parallel regions could take the core from the thread with work
+to do; threads that sleep must be woken for every parallel region. Each case runs in a fresh
+process (the policy is read when OpenMP loads) and times training steps of a 64 px model after a
+warm-up; "busy" adds one process that spins a core in pure Python, as a stand-in for any other
+program.
 
     python benchmarks/thread_contention.py [--steps 30] [--discriminator projected]
 
@@ -28,8 +29,6 @@ BUSY_LOOP = "while True: pass"
 
 
 def child(discriminator: str, steps: int) -> None:
-    # torch (and with it OpenMP) loads before the studio package can choose a policy for it,
-    # so only the environment decides.
     import torch
 
     from studio.config import TrainConfig

@@ -5,8 +5,6 @@ format are fixed), so the "auto" speed probe never runs unless a test asks for i
 """
 from __future__ import annotations
 
-import studio  # noqa: F401  (first: it chooses OpenMP's wait policy, which is read when torch loads)
-
 import os
 import tempfile
 import time
