@@ -24,7 +24,7 @@ from PIL import Image
 from browser import free_port
 from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
 from frames import read_frames_zip
-from studio.checkpoint import export_generator, list_checkpoints
+from studio.checkpoint import export_generator, latest_checkpoint, list_checkpoints
 from studio import backbone, metrics
 from studio.config import TrainConfig
 from studio.data import load_images
@@ -179,6 +179,16 @@ def test_start_refuses_what_cannot_work(workspace, session, ingested):
         tab.start(**settings(ingested, resolution=128))
     with pytest.raises(gr.Error, match="above zero"):
         tab.start(**settings(ingested, amount=0))
+
+
+@pytest.mark.parametrize("discriminator", ["projected", "fastgan"])
+def test_the_chosen_discriminator_trains_with_its_recipe(workspace, session, ingested, discriminator):
+    TrainTab(workspace, session).start(**settings(ingested, discriminator=discriminator))
+    wait_for(lambda: session.snapshot().state == FINISHED)
+    _, payload = latest_checkpoint(workspace.run_dir("shapes-32px"))
+    config = TrainConfig.from_dict(payload["config"])
+    assert config.discriminator == discriminator and payload["step"] == 3
+    assert config.r1_gamma == TrainConfig(discriminator=discriminator).r1_gamma
 
 
 def test_continuing_a_run_trains_more_steps_from_its_checkpoint(workspace, session, ingested):
