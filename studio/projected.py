@@ -6,14 +6,20 @@ task to stay useful, and why G learns content (faces, objects) within minutes in
 
   image ─► resize to `projection_size` ─► EfficientNet-Lite0 (frozen) ─► 4 feature maps, 1/4..1/32
         ─► cross-channel mixing: a fixed random 1x1 conv per map
-        ─► cross-scale mixing: from the coarsest map up, add, upsample x2, fixed random 1x1 conv
+        ─► cross-scale mixing: from the coarsest map down, a fixed random 1x1 conv narrows it to
+           the next finer map's width, bilinear x2 brings it to that map's size, and it is added
         ─► one small trainable patch discriminator per scale ─► all their logits, concatenated
 
 The mixing layers are random but never trained: they spread the pretrained features over all
-channels so that no head can lean on a few dominant ones. They are drawn from the run's seed
-and kept as buffers, so they are saved in checkpoints (a resumed run is exact), while the
-pretrained network's 3.4 M weights are not: it is held outside the module's registered children,
-so neither D's parameters (the optimizer) nor its state_dict (checkpoints) ever see it.
+channels and scales so that no head can lean on a few dominant ones. They are drawn from the
+run's seed and kept as buffers, so they are saved in checkpoints (a resumed run is exact), while
+the pretrained network's 3.4 M weights are not: it is held outside the module's registered
+children, so neither D's parameters (the optimizer) nor its state_dict (checkpoints) ever see it.
+
+Unlike the paper's code, the mixed maps are judged at the feature network's own four scales
+rather than each upsampled x2 first: heads on maps a quarter the size cost a CPU about half as
+much, which bought 1.35 times the steps in equal time, and KID was no worse (README, "The
+projected discriminator").
 """
 from __future__ import annotations
 
@@ -27,7 +33,6 @@ from .backbone import FEATURE_CHANNELS, WEIGHTS_SHA256, load_backbone
 from .models import sn_conv, init_weights
 
 MIXED_CHANNELS = (64, 128, 256, 512)   # after cross-channel mixing, finest map first
-HEAD_INPUT_CHANNELS = (64, 64, 128, 256)   # after cross-scale mixing (the finest is not widened)
 # Patch-discriminator channels by feature-map size (Projected GAN's table), at width 32.
 _HEAD_CHANNELS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32}
 FEATURE_NETWORK = "efficientnet-lite0"
@@ -54,17 +59,16 @@ class RandomProjection(nn.Module):
         super().__init__()
         self.channel_mixing = nn.ModuleList(_FixedConv1x1(c_in, c_out)
                                             for c_in, c_out in zip(FEATURE_CHANNELS, MIXED_CHANNELS))
-        # Scale mixing narrows each map to the width of the next finer one before adding it.
-        self.scale_mixing = nn.ModuleList(_FixedConv1x1(c_in, c_out)
-                                          for c_in, c_out in zip(MIXED_CHANNELS, HEAD_INPUT_CHANNELS))
+        # Each coarser map is narrowed to the width of the next finer one before it is added.
+        self.scale_mixing = nn.ModuleList(_FixedConv1x1(coarse, fine)
+                                          for coarse, fine in zip(MIXED_CHANNELS[1:], MIXED_CHANNELS[:-1]))
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        mixed = [mix(m) for mix, m in zip(self.channel_mixing, maps)]
-        out, coarser = [None] * len(mixed), None
-        for level in reversed(range(len(mixed))):
-            h = mixed[level] if coarser is None else mixed[level] + coarser
-            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)
-            out[level] = coarser = self.scale_mixing[level](h)
+        out = [mix(m) for mix, m in zip(self.channel_mixing, maps)]
+        for level in reversed(range(len(out) - 1)):
+            coarser = self.scale_mixing[level](out[level + 1])
+            out[level] = out[level] + F.interpolate(coarser, size=out[level].shape[-2:], mode="bilinear",
+                                                    align_corners=False)
         return out
 
 
@@ -83,7 +87,7 @@ class _PatchDiscriminator(nn.Module):
             out_ch = channels(size // 2)
             layers += [sn_conv(ch, out_ch, 4, 2, 1), nn.BatchNorm2d(out_ch), nn.LeakyReLU(0.2)]
             ch, size = out_ch, size // 2
-        layers.append(sn_conv(ch, 1, 4))
+        layers.append(sn_conv(ch, 1, min(4, size)))   # the coarsest map of a 64 px projection is 2x2
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,10 +101,10 @@ class ProjectedDiscriminator(nn.Module):
         super().__init__()
         self.projection_size = projection_size
         self.projection = RandomProjection()
-        # The mixed maps are 1/2, 1/4, 1/8 and 1/16 of the projected image's size.
-        sizes = [projection_size // 2 ** (level + 1) for level in range(len(HEAD_INPUT_CHANNELS))]
+        # The mixed maps are 1/4, 1/8, 1/16 and 1/32 of the projected image's size.
+        sizes = [projection_size // 2 ** (level + 2) for level in range(len(MIXED_CHANNELS))]
         self.heads = nn.ModuleList(_PatchDiscriminator(ch, size, width)
-                                   for ch, size in zip(HEAD_INPUT_CHANNELS, sizes))
+                                   for ch, size in zip(MIXED_CHANNELS, sizes))
         self.heads.apply(init_weights)
         # Not registered as a child (see the module docstring): a plain attribute.
         object.__setattr__(self, "feature_network", load_backbone())

@@ -143,9 +143,9 @@ def test_every_resolution_and_model_size_gives_logits_from_all_four_scales(resol
     x = torch.rand(2, 3, resolution, resolution) * 2 - 1
     x.requires_grad_(True)
     logits = D(x)
-    # At 64 px the mixed maps are 32, 16, 8 and 4 px: three heads end at 8 px (5x5 logits after
-    # their 4x4 conv), the coarsest at 4 px (one logit).
-    assert logits.shape == (2, 25 + 25 + 25 + 1) and torch.isfinite(logits).all()
+    # At 64 px the mixed maps are 16, 8, 4 and 2 px: two heads end at 8 px (5x5 logits after
+    # their 4x4 conv), the coarser two judge their whole map (one logit each).
+    assert logits.shape == (2, 25 + 25 + 1 + 1) and torch.isfinite(logits).all()
     (grad,) = torch.autograd.grad(logits.sum(), x)
     assert grad.abs().sum() > 0
 
