@@ -24,7 +24,7 @@ import torch
 from studio.directions import Directions, ganspace, sefa
 from studio.explore import open_model
 from studio.latent import seeds_to_z
-from studio.render import grid_image, render_latents
+from studio.render import grid_image, render_latents, save_png
 
 SHOWN_SEEDS = (0, 1, 2)
 
@@ -89,7 +89,7 @@ def main() -> None:
     columns = 3 * len(SHOWN_SEEDS)
     both = torch.cat([torch.cat([sheet[i:i + columns] for sheet in sheets]) for i in range(0, len(sheets[0]), columns)])
     # Each row: SeFa's direction i (three seeds at -3, 0, +3), then GANSpace's direction i.
-    grid_image(both, columns=2 * columns, padding=2).save(args.out)
+    save_png(grid_image(both, columns=2 * columns, padding=2), args.out)
     print(f"wrote {args.out}")
     print(json.dumps({"seconds": seconds, **{name: {k: v for k, v in r.items() if k != "change"}
                                             for name, r in results.items()}, "alignment": alignment}))

@@ -2,15 +2,14 @@
 
 A run folder holds `checkpoints/step-000001234.pt`, the newest few of them. Each file alone
 resumes training exactly: format version, config, step, images seen, G, D, G_ema, both
-optimizers, the augmentation controller and the RNG state. Files are written to a temporary name
-in the same folder, fsynced and renamed over (atomic on POSIX and Windows), so a crash or a full
+optimizers, the augmentation controller and the RNG state. Files are written whole or not at all
+(files.py: a temporary name in the same folder, fsynced and renamed over), so a crash or a full
 disk at any instant leaves the previous checkpoint whole. Loading uses `weights_only=True`: a
 checkpoint from a stranger cannot run code.
 """
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig
+from .files import write_torch
 from .models import build_generator
 from .numerics import Numerics, resolve_device
 from .trainer import Trainer
@@ -36,35 +36,14 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def atomic_save(payload: dict, path: Path) -> None:
-    """torch.save to `path` so that readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+def _save(payload: dict, path: Path) -> None:
+    """torch.save to `path` so that readers see the old file or the new one, never half of one;
+    a full disk is a CheckpointError that says the old file is still there."""
     try:
-        with open(tmp, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
+        write_torch(path, payload)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write {path} ({error.strerror or error}); "
                               "the previous checkpoint is untouched") from error
-    except BaseException:      # Ctrl-C or a serialisation error: no orphaned temporary file
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX only; Windows cannot open folders)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Path:
@@ -78,7 +57,7 @@ def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Pat
     path = folder / f"step-{trainer.step_count:09d}.pt"
     payload = {"format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": trainer.config.to_dict(),
                "numerics": trainer.numerics.to_dict(), **trainer.state_dict()}
-    atomic_save(payload, path)
+    _save(payload, path)
     steps = {p: step_of(p) for p in list_checkpoints(run_dir)}
     current = [p for p, step in steps.items() if step <= trainer.step_count]
     abandoned = [p for p, step in steps.items() if step > trainer.step_count]
@@ -158,8 +137,8 @@ def restore_trainer(payload: dict, images: torch.Tensor, numerics: Numerics | No
 def export_generator(trainer: Trainer, path: str | Path) -> Path:
     """G_ema and its config only: small, enough to render and explore, nothing to resume."""
     path = Path(path)
-    atomic_save({"format": GENERATOR_FORMAT, "version": FORMAT_VERSION,
-                 "config": trainer.config.to_dict(), "G_ema": trainer.G_ema.state_dict()}, path)
+    _save({"format": GENERATOR_FORMAT, "version": FORMAT_VERSION,
+           "config": trainer.config.to_dict(), "G_ema": trainer.G_ema.state_dict()}, path)
     return path
 
 

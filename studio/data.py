@@ -10,8 +10,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 import warnings
 import zipfile
 from contextlib import ExitStack
@@ -25,6 +23,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ConfigError
+from .files import write_bytes
 
 MANIFEST_FORMAT = 1
 MAX_FILE_BYTES = 256 * 1024 * 1024  # also bounds zip entries, whose declared size can lie
@@ -288,20 +287,15 @@ def _to_square(image: Image.Image, options: IngestOptions) -> Image.Image:
 def _save_png(image: Image.Image, path: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    _write_atomically(path, buffer.getvalue())
+    _write(path, buffer.getvalue())
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, so a full disk never leaves a half-written file."""
-    temp = None
+def _write(path: Path, data: bytes) -> None:
+    """Whole or not at all (files.py), so a full disk never leaves a half-written file; it says
+    what to do instead."""
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
+        write_bytes(path, data)
     except OSError as error:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
         raise DatasetError(
             f"Could not write {path} ({error.strerror or error}); free disk space or choose another output folder."
         ) from error
@@ -340,7 +334,7 @@ def _open_manifest(out_dir: Path, options: IngestOptions) -> dict:
 
 
 def _write_manifest(out_dir: Path, manifest: dict) -> None:
-    _write_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
+    _write(out_dir / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
 
 
 def ingest(

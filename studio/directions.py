@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .export import write_json
+from .files import write_json
 
 METHODS = ("sefa", "ganspace")
 DEFAULT_METHOD = "sefa"

@@ -22,8 +22,8 @@ from .checkpoint import checkpoint_dir, latest_checkpoint, load_generator
 from .config import TrainConfig
 from .data import load_images
 from .directions import Directions, DirectionLabels, cached_directions, find_directions
-from .export import (atomic_output, frame_ms, sidecar_path, upscale, write_frames_zip, write_gif, write_json,
-                     write_mp4, write_still)
+from .export import frame_ms, sidecar_path, upscale, write_frames_zip, write_gif, write_mp4, write_still
+from .files import atomic_output, write_json
 from .latent import Recipe, Walk, circle_through
 from .metrics import dataset_features, inception_features, load_inception, nearest, typical_distance
 from .render import grid_image, render_latents, to_pil_images, to_uint8

@@ -1,14 +1,10 @@
 """Animations and frames for download: GIF, MP4 (H.264 via imageio-ffmpeg), a zip of PNGs and PNG
-stills, and the JSON files that say how they were made, written so a reader never sees half of one."""
+stills. Each writer encodes straight into the path it is given; callers hand it the temporary
+path of files.atomic_output, so a reader never sees half of one."""
 from __future__ import annotations
 
-import contextlib
 import io
-import json
-import os
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -70,33 +66,6 @@ def write_still(image: Image.Image, path: str | Path, text: dict[str, str]) -> P
     path = Path(path)
     image.save(path, format="PNG", pnginfo=info)
     return path
-
-
-def write_json(path: str | Path, data) -> Path:
-    """The old file or the new one, never half of one."""
-    path = Path(path)
-    with atomic_output(path) as partial:
-        partial.write_text(json.dumps(data, indent=1))
-    return path
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """A temporary path to write `path` through: when the block ends without an error it is
-    flushed to disk and renamed over `path`, so readers see the old file or the new one, never half
-    of one; on an error it is removed. It lives in the same folder (a rename across disks is not
-    atomic), is named per process and thread (two writers of one file never share it), and keeps
-    the suffix, from which encoders choose the format."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.partial{path.suffix}")
-    try:
-        yield partial
-        with open(partial, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def sidecar_path(path: str | Path) -> Path:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import load_images, read_manifest
+from .files import write_torch
 from .latent import seeds_to_z
 from .packaged import WeightsUnavailable, file_digest, packaged_file
 from .render import render_latents, to_uint8
@@ -147,11 +146,9 @@ def dataset_features(dataset_dir: str | Path, resolution: int, network: torch.nn
         except Exception:   # a damaged cache is only a cache: compute it again
             pass
     features = inception_features(load_images(dataset_dir, resolution), network, progress=progress)
-    cache.parent.mkdir(exist_ok=True)
-    # Training (KID) and Explore (copies) may compute the same cache at once: one tmp file each.
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    torch.save(features, tmp)
-    tmp.replace(cache)
+    # Training (KID) and Explore (copies) may compute the same cache at once: each writes its own
+    # temporary file, and the last to finish renames its (identical) features over.
+    write_torch(cache, features)
     return features
 
 

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from .config import ConfigError, TrainConfig
+from .files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +149,8 @@ def _read_cache() -> dict:
 
 def _write_cache(cache: dict) -> None:
     """Best effort: a read-only home only costs another probe next time."""
-    path = _cache_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
+        write_json(_cache_path(), cache, indent=1)
     except OSError:
         pass
 

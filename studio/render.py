@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from .export import atomic_output
+from .files import atomic_output
 from .latent import seeds_to_z
 
 

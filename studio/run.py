@@ -24,6 +24,7 @@ from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, l
                          restore_trainer, save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .data import load_images
+from .files import append_json_lines, read_json_lines, rewrite_json_lines, write_json
 from .latent import seeds_to_z
 from .metrics import evaluate, load_inception
 from .numerics import resolve_device
@@ -106,9 +107,8 @@ class TrainingRun:
         run_dir.mkdir(parents=True, exist_ok=True)
         # Relative too, so a workspace that is moved or copied whole still finds its dataset.
         relative = os.path.relpath(dataset_dir.resolve(), run_dir.resolve())
-        (run_dir / "run.json").write_text(json.dumps({"dataset": str(dataset_dir.resolve()),
-                                                      "dataset_relative": relative,
-                                                      "config": config.to_dict()}, indent=2))
+        write_json(run_dir / "run.json", {"dataset": str(dataset_dir.resolve()), "dataset_relative": relative,
+                                          "config": config.to_dict()}, indent=2)
         return cls(run_dir, trainer, dataset_dir)
 
     @classmethod
@@ -122,8 +122,10 @@ class TrainingRun:
         dataset_dir = Path(dataset_dir) if dataset_dir else recorded_dataset(run_dir)
         resolution = payload["config"]["resolution"]
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
+        # Steps logged after the checkpoint are about to be redone: forget them, through a new
+        # file renamed over the old, so a crash right here still leaves the whole history.
         for name in ("log.jsonl", "metrics.jsonl"):
-            _forget_rows_after(run_dir / name, trainer.step_count)
+            rewrite_json_lines(run_dir / name, lambda row: row["step"] <= trainer.step_count)
         return cls(run_dir, trainer, dataset_dir)
 
     # ------------------------------------------------------------------ the loop
@@ -225,8 +227,7 @@ class TrainingRun:
                               self.dataset_dir, n_fake=samples, network=self._inception())
         row = {"step": self.trainer.step_count, "images_seen": self.trainer.images_seen,
                **dataclasses.asdict(evaluation)}
-        with open(self.run_dir / "metrics.jsonl", "a") as metrics:
-            metrics.write(json.dumps(row) + "\n")
+        append_json_lines(self.run_dir / "metrics.jsonl", [row])
         return row
 
     def _inception(self) -> torch.nn.Module:
@@ -238,8 +239,7 @@ class TrainingRun:
     def _append_log(self, pending: list[StepStats]) -> None:
         if not pending:
             return
-        with open(self.run_dir / "log.jsonl", "a") as log:
-            log.writelines(json.dumps(dataclasses.asdict(s)) + "\n" for s in pending)
+        append_json_lines(self.run_dir / "log.jsonl", (dataclasses.asdict(s) for s in pending))
         pending.clear()
 
 
@@ -270,32 +270,12 @@ def preview_step(path: str | Path) -> int:
     return int(Path(path).stem.removeprefix("step-"))
 
 
-def _forget_rows_after(path: Path, step: int) -> None:
-    """Steps logged after the checkpoint we resume from are about to be redone: drop them."""
-    if path.exists():
-        rows = [row for row in _read_jsonl(path) if row["step"] <= step]
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
 def read_log(run_dir: str | Path) -> list[dict]:
     """The run's StepStats so far."""
-    return _read_jsonl(Path(run_dir) / "log.jsonl")
+    return read_json_lines(Path(run_dir) / "log.jsonl")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The run's KID measurements so far: step, images_seen, kid, kid_std, fid, n_real, n_fake."""
-    return _read_jsonl(Path(run_dir) / "metrics.jsonl")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """One dict per line; a line cut short by a crash is skipped."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+    return read_json_lines(Path(run_dir) / "metrics.jsonl")
 

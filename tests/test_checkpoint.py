@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import studio.checkpoint as checkpoint
+import studio.files as files
 from conftest import TINY
 from studio.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, GENERATOR_FORMAT, CheckpointError, config_of,
                                export_generator, latest_checkpoint, list_checkpoints, load_checkpoint,
@@ -145,7 +146,8 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(make_trainer,
     assert crashed.returncode == 9, crashed.stderr
 
     folder = checkpoint.checkpoint_dir(tmp_path)
-    assert (folder / "step-000000002.pt.tmp").exists()              # the half-written file...
+    [left] = [p.name for p in folder.iterdir() if p != good]
+    assert left.startswith(".step-000000002.") and left.endswith(".partial.pt")   # the half-written file...
     assert step_files(tmp_path) == ["step-000000001.pt"]            # ...is not a checkpoint
     path, payload = latest_checkpoint(tmp_path)
     assert path == good and payload["step"] == 1
@@ -181,7 +183,7 @@ def test_a_full_disk_raises_checkpoint_error_and_leaves_no_temporary_file(make_t
     else:
         def fsync(fd):
             raise disk_full
-        monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+        monkeypatch.setattr(files.os, "fsync", fsync)
 
     with pytest.raises(CheckpointError) as caught:
         save_checkpoint(trainer, tmp_path)
@@ -190,8 +192,7 @@ def test_a_full_disk_raises_checkpoint_error_and_leaves_no_temporary_file(make_t
     message = str(caught.value)
     assert "step-000000001.pt" in message and "No space left on device" in message
     assert "previous checkpoint is untouched" in message
-    assert list(checkpoint.checkpoint_dir(tmp_path).glob("*.tmp")) == []
-    assert step_files(tmp_path) == [good.name]
+    assert sorted(checkpoint.checkpoint_dir(tmp_path).iterdir()) == [good]   # no temporary file left
     assert latest_checkpoint(tmp_path)[1]["step"] == 0
 
 

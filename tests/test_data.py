@@ -269,7 +269,7 @@ def test_manifest_records_accepted_and_rejected(bad_folder: Path, tmp_path: Path
     assert by_source["z_copy.png"] == {"source": "z_copy.png", "sha256": image["sha256"],
                                        "status": "rejected", "reason": "duplicate of a_original.png"}
     assert by_source[".DS_Store"]["sha256"] is None
-    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    assert list(out.rglob(".*")) == []                                # no temporary file left
 
 
 def test_report_json_and_summary(bad_folder: Path, tmp_path: Path):
@@ -341,17 +341,17 @@ def test_disk_full_raises_and_leaves_manifest_consistent(tmp_path: Path, monkeyp
     src = tmp_path / "drop"
     for i, color in enumerate([RED, GREEN, BLUE]):
         write(src, f"{i}.png", encode(solid(color), "PNG"))
-    real_mkstemp = data.tempfile.mkstemp
+    real_write = data.write_bytes
     pngs_written = []
 
-    def mkstemp(**kwargs):
-        if kwargs.get("suffix") == ".png":
+    def write_bytes(path, content):
+        if path.suffix == ".png":
             if pngs_written:
                 raise OSError(errno.ENOSPC, "No space left on device")
             pngs_written.append(True)
-        return real_mkstemp(**kwargs)
+        return real_write(path, content)
 
-    monkeypatch.setattr(data.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(data, "write_bytes", write_bytes)
     out = tmp_path / "dataset"
     with pytest.raises(DatasetError, match="No space left on device.*free disk space"):
         ingest([src], out, OPTIONS)

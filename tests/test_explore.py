@@ -17,7 +17,8 @@ from studio import explore
 from studio.cli import main
 from studio.explore import (SidecarError, export_still, export_walk, open_model, read_sidecar, render_images,
                             walk_frames)
-from studio.export import atomic_output, write_mp4
+from studio.export import write_mp4
+from studio.files import atomic_output
 from studio.latent import Recipe, even_walk
 
 
