@@ -4,8 +4,9 @@ A run folder holds `checkpoints/step-000001234.pt`, the newest few of them. Each
 resumes training exactly: format version, config, step, images seen, G, D, G_ema, both
 optimizers, the augmentation controller and the RNG state. Files are written whole or not at all
 (files.py: a temporary name in the same folder, fsynced and renamed over), so a crash or a full
-disk at any instant leaves the previous checkpoint whole. Loading uses `weights_only=True`: a
-checkpoint from a stranger cannot run code.
+disk at any instant leaves the previous checkpoint whole. Weights that are NaN or infinite are
+never written, so a diverged run cannot replace its last good checkpoint or export. Loading uses
+`weights_only=True`: a checkpoint from a stranger cannot run code.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Pat
         raise ValueError("keep at least one checkpoint")
     folder = checkpoint_dir(run_dir)
     path = folder / f"step-{trainer.step_count:09d}.pt"
+    _refuse_non_finite(trainer, ("G", "D", "G_ema"), path)
     payload = {"format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "config": trainer.config.to_dict(),
                "numerics": trainer.numerics.to_dict(), **trainer.state_dict()}
     _save(payload, path)
@@ -64,6 +66,17 @@ def save_checkpoint(trainer: Trainer, run_dir: str | Path, keep: int = 3) -> Pat
     for old in current[:-keep] + abandoned:
         old.unlink(missing_ok=True)
     return path
+
+
+def _refuse_non_finite(trainer: Trainer, networks: tuple[str, ...], path: Path) -> None:
+    """A CheckpointError, before anything is written, if a weight or BatchNorm statistic of
+    these networks is NaN or infinite: the file it would replace is a good one."""
+    broken = [name for name in networks
+              if not all(bool(t.isfinite().all()) for t in getattr(trainer, name).state_dict().values()
+                         if t.is_floating_point())]
+    if broken:
+        raise CheckpointError(f"not writing {path}: {' and '.join(broken)} hold NaN or infinite weights; "
+                              "the previous file is untouched")
 
 
 def step_of(path: Path) -> int:
@@ -127,16 +140,23 @@ def restore_trainer(payload: dict, images: torch.Tensor, numerics: Numerics | No
         if saved.device.type == resolve_device(config.device).type:
             numerics = saved
     trainer = Trainer(config, images, numerics)
+    load_state(trainer, payload)
+    return trainer
+
+
+def load_state(trainer: Trainer, payload: dict) -> None:
+    """Put a checkpoint's state (or another trainer's `state_dict()`) into `trainer`; its config
+    stays the trainer's own."""
     try:
         trainer.load_state_dict(payload)
     except (KeyError, RuntimeError, ValueError) as error:   # tensors that do not fit, other weights
         raise CheckpointError(f"the checkpoint does not fit the networks it names: {error}") from error
-    return trainer
 
 
 def export_generator(trainer: Trainer, path: str | Path) -> Path:
     """G_ema and its config only: small, enough to render and explore, nothing to resume."""
     path = Path(path)
+    _refuse_non_finite(trainer, ("G_ema",), path)
     _save({"format": GENERATOR_FORMAT, "version": FORMAT_VERSION,
            "config": trainer.config.to_dict(), "G_ema": trainer.G_ema.state_dict()}, path)
     return path

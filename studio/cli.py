@@ -23,7 +23,7 @@ from .latent import EASINGS, Recipe, even_walk
 from .metrics import Evaluation, evaluate, load_inception
 from .packaged import WeightsUnavailable
 from .render import grid_image, render_seeds, save_png, to_pil_images
-from .run import Budget, Cadence, Pace, RunError, TrainingRun
+from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
@@ -185,20 +185,26 @@ def run_train(args) -> int:
     def report_kid_failure(message: str) -> None:
         print(f"KID could not be measured, training goes on without it: {message}", file=sys.stderr, flush=True)
 
+    def report_rollback(rollback: Rollback) -> None:
+        bar.say(f"Training {rollback.describe()}")
+
     try:
         last = run.train(budget, cadence, on_step=bar.update, on_measuring=bar.measuring, on_metrics=report_kid,
-                         on_metrics_failed=report_kid_failure)
+                         on_metrics_failed=report_kid_failure, on_rollback=report_rollback)
     except KeyboardInterrupt:
         bar.finish()
         print(f"Interrupted: saved a checkpoint at step {trainer.step_count} in {args.out}; "
               f"continue with --resume.")
         return 130
+    except Exception:
+        bar.finish()   # the error's line starts on a line of its own
+        raise
     bar.finish()
     print(f"Done at step {trainer.step_count}; samples in {args.out / 'samples'}")
     print(json.dumps({"run": str(args.out), "step": trainer.step_count, "images_seen": trainer.images_seen,
                       "loss_g": last.loss_g if last else None, "loss_d": last.loss_d if last else None,
                       "augment_p": trainer.ada.p, "numerics": trainer.numerics.describe(),
-                      "metrics": measured[-1] if measured else None}))
+                      "metrics": measured[-1] if measured else None, "rollbacks": len(run.rollbacks)}))
     return 0
 
 
@@ -218,8 +224,12 @@ class ProgressLine:
                        f"{self.pace.images_per_s:.1f} img/s | ETA {self._eta()}")
 
     def measuring(self) -> None:
+        self.say("measuring KID…")
+
+    def say(self, line: str) -> None:
+        """A line of its own below the progress line, which goes on after it."""
         self.finish()
-        print("measuring KID…", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
     def _eta(self) -> str:
         seconds = self.pace.eta_seconds()

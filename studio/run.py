@@ -5,8 +5,13 @@ RUN_DIR/
   checkpoints/step-*.pt    full resumable state, the newest few (see checkpoint.py)
   generator.pt             G_ema export, refreshed with every checkpoint
   samples/step-*.png       fixed-seed preview grids, a time-lapse of training
-  log.jsonl                one StepStats per line, for plots that survive a restart
+  log.jsonl                one StepStats per line, for plots that survive a restart, and a row
+                           {"event": "rollback", ...} for each rollback after divergence
   metrics.jsonl            KID and FID of G_ema against the dataset, when measured (Cadence.kid_minutes)
+
+A run that diverges (a loss that is not finite, an exploding gradient: see trainer.py) goes back
+to its newest checkpoint with both learning rates lowered, at most MAX_ROLLBACKS times; the
+checkpoint and generator.pt it goes back to are never overwritten by broken weights.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, list_checkpoints,
+from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, list_checkpoints, load_state,
                          restore_trainer, save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .data import load_images
@@ -32,10 +37,33 @@ from .render import grid_image, save_png
 from .trainer import StepStats, Trainer
 
 PREVIEW_SEEDS = list(range(64))   # the fixed grid every preview renders
+MAX_ROLLBACKS = 3                  # per TrainingRun: one training session of a run
+ROLLBACK_LR_FACTOR = 0.5           # both learning rates, at each rollback
 
 
 class RunError(Exception):
     """A run cannot start or resume; the message says what to do."""
+
+
+class Diverged(RunError):
+    """Training kept diverging after MAX_ROLLBACKS rollbacks."""
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """Training diverged at step `diverged_at` and went back to `step`, its newest checkpoint,
+    with the learning rates lowered to `lr_g` and `lr_d`."""
+    step: int
+    diverged_at: int
+    reason: str
+    lr_g: float
+    lr_d: float
+    attempt: int              # 1 for this session's first rollback, up to MAX_ROLLBACKS
+
+    def describe(self) -> str:
+        return (f"diverged at step {self.diverged_at:,} ({self.reason}): rolled back to step {self.step:,}, "
+                f"learning rates lowered to {self.lr_g:.3g} (G) and {self.lr_d:.3g} (D), "
+                f"try {self.attempt} of {MAX_ROLLBACKS}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,7 @@ class TrainingRun:
         self.trainer = trainer
         self.dataset_dir = dataset_dir
         self.preview_z = seeds_to_z(PREVIEW_SEEDS, trainer.config.z_dim)
+        self.rollbacks: list[Rollback] = []
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -122,10 +151,7 @@ class TrainingRun:
         dataset_dir = Path(dataset_dir) if dataset_dir else recorded_dataset(run_dir)
         resolution = payload["config"]["resolution"]
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
-        # Steps logged after the checkpoint are about to be redone: forget them, through a new
-        # file renamed over the old, so a crash right here still leaves the whole history.
-        for name in ("log.jsonl", "metrics.jsonl"):
-            rewrite_json_lines(run_dir / name, lambda row: row["step"] <= trainer.step_count)
+        _forget_logs_after(run_dir, trainer.step_count)
         return cls(run_dir, trainer, dataset_dir)
 
     # ------------------------------------------------------------------ the loop
@@ -135,14 +161,18 @@ class TrainingRun:
               on_preview: Callable[[Path, torch.Tensor], None] = lambda path, images: None,
               on_measuring: Callable[[], None] = lambda: None,
               on_metrics: Callable[[dict], None] = lambda row: None,
-              on_metrics_failed: Callable[[str], None] = lambda message: None) -> StepStats | None:
+              on_metrics_failed: Callable[[str], None] = lambda message: None,
+              on_rollback: Callable[[Rollback], None] = lambda rollback: None) -> StepStats | None:
         """Step until the budget is spent or `should_stop()` says so, then checkpoint.
 
         `budget.minutes` counts time spent in steps, so a pause (a `should_stop` that blocks)
         uses none of it, and neither do KID measurements. A KeyboardInterrupt checkpoints before
         it propagates. Any other error keeps the last periodic checkpoint: the state in the
         middle of a failed step is not trusted. A KID measurement that fails is reported and
-        not tried again; training goes on."""
+        not tried again; training goes on. A step that diverges rolls the run back (see
+        `_roll_back`, reported through `on_rollback`); the one after MAX_ROLLBACKS rollbacks
+        raises Diverged. Returns the newest step's stats, None if no step was taken since the
+        start or the last rollback."""
         measuring = bool(cadence.kid_minutes)
         if measuring:
             self._inception()   # missing or wrong weights stop the run before it starts, not later
@@ -168,6 +198,13 @@ class TrainingRun:
             while not self._spent(budget, trained_seconds) and not should_stop():
                 stats = self.trainer.step()
                 trained_seconds += stats.seconds
+                if stats.diverged:
+                    self._append_log(pending_log)
+                    on_rollback(self._roll_back(stats, cadence.keep_checkpoints))
+                    # What was done and measured past the checkpoint is undone.
+                    stats = measured_step = None
+                    last_checkpoint = time.monotonic()
+                    continue
                 pending_log.append(stats)
                 on_step(stats)
                 if stats.step % cadence.log_every_steps == 0:
@@ -208,6 +245,41 @@ class TrainingRun:
             return True
         return budget.minutes is not None and trained_seconds >= budget.minutes * 60
 
+    def _roll_back(self, diverged: StepStats, keep: int) -> Rollback:
+        """Go back to the newest checkpoint (to the first step if none was written yet) with both
+        learning rates lowered, saved into that checkpoint again so a crash or a resume keeps
+        them; forget the log rows and previews past it; record the rollback in the log. Raises
+        Diverged instead after MAX_ROLLBACKS rollbacks, writing nothing."""
+        trainer = self.trainer
+        if len(self.rollbacks) == MAX_ROLLBACKS:
+            raise Diverged(
+                f"still diverging after {MAX_ROLLBACKS} rollbacks (at step {diverged.step:,}: {diverged.diverged}), "
+                f"with the learning rates down to {trainer.config.lr_g:.3g} (G) and {trainer.config.lr_d:.3g} (D). "
+                f"The checkpoint at step {self.rollbacks[-1].step:,} and generator.pt are the last good state: "
+                f"continue the run to try again with still lower learning rates, or start a new one with "
+                f"another discriminator")
+        load_state(trainer, self._last_good_state())
+        trainer.scale_learning_rates(ROLLBACK_LR_FACTOR)
+        save_checkpoint(trainer, self.run_dir, keep)
+        _forget_logs_after(self.run_dir, trainer.step_count)
+        for preview in (self.run_dir / "samples").glob("step-*.png"):
+            if preview_step(preview) > trainer.step_count:
+                preview.unlink()
+        rollback = Rollback(step=trainer.step_count, diverged_at=diverged.step, reason=diverged.diverged,
+                            lr_g=trainer.config.lr_g, lr_d=trainer.config.lr_d, attempt=len(self.rollbacks) + 1)
+        self.rollbacks.append(rollback)
+        append_json_lines(self.run_dir / "log.jsonl", [{"event": "rollback", **dataclasses.asdict(rollback)}])
+        return rollback
+
+    def _last_good_state(self) -> dict:
+        """The newest checkpoint's; a run that has written none goes back to its first step, the
+        state a new trainer of its seed starts in. A run whose checkpoints are all damaged does
+        not start over: that is a CheckpointError."""
+        trainer = self.trainer
+        if not list_checkpoints(self.run_dir):
+            return Trainer(trainer.config, trainer.images, trainer.numerics).state_dict()
+        return latest_checkpoint(self.run_dir)[1]
+
     # ------------------------------------------------------------------ outputs
     def save(self, keep: int = 3) -> Path:
         path = save_checkpoint(self.trainer, self.run_dir, keep)
@@ -243,6 +315,13 @@ class TrainingRun:
         pending.clear()
 
 
+def _forget_logs_after(run_dir: Path, step: int) -> None:
+    """Steps logged and measured after `step` are about to be redone: forget them, through a new
+    file renamed over the old, so a crash right here still leaves the whole history."""
+    for name in ("log.jsonl", "metrics.jsonl"):
+        rewrite_json_lines(run_dir / name, lambda row: row["step"] <= step)
+
+
 def default_kid_minutes() -> float:
     """How often to measure KID unless told: every 10 minutes where Inception is cheap (a CUDA
     GPU), never on a CPU, where each measurement costs about half a minute."""
@@ -271,8 +350,8 @@ def preview_step(path: str | Path) -> int:
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
-    """The run's StepStats so far."""
-    return read_json_lines(Path(run_dir) / "log.jsonl")
+    """The run's StepStats so far (without the rollback rows)."""
+    return [row for row in read_json_lines(Path(run_dir) / "log.jsonl") if "event" not in row]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

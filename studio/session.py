@@ -17,7 +17,7 @@ import torch
 
 from .config import TrainConfig
 from .models import build_generator
-from .run import Budget, Cadence, Pace, TrainingRun, read_log, read_metrics
+from .run import Budget, Cadence, Pace, Rollback, TrainingRun, preview_step, read_log, read_metrics
 from .trainer import StepStats
 
 IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
@@ -45,6 +45,7 @@ class Snapshot:
     eta_seconds: float | None = None
     previews: list[Path] = field(default_factory=list)   # grid PNGs, oldest first (the time-lapse)
     samples: torch.Tensor | None = None                  # the newest fixed-seed samples, [-1, 1]
+    rollback: str | None = None                          # the newest rollback after divergence, in words
     error: str | None = None
 
 
@@ -141,7 +142,8 @@ class TrainingSession:
             run.train(self._budget, cadence, should_stop=self._should_stop, on_step=self._on_step,
                       on_preview=lambda path, images: self._on_preview(run, path, images),
                       on_measuring=self._on_measuring, on_metrics=self._on_metrics,
-                      on_metrics_failed=self._on_metrics_failed)
+                      on_metrics_failed=self._on_metrics_failed,
+                      on_rollback=lambda rollback: self._on_rollback(run, rollback))
         except Exception as error:   # shown in the UI; the run's last checkpoint stays on disk
             traceback.print_exc()
             with self._lock:
@@ -180,6 +182,17 @@ class TrainingSession:
         with self._lock:
             self._snap.measuring = False
             self._snap.metrics_error = message
+
+    def _on_rollback(self, run: TrainingRun, rollback: Rollback) -> None:
+        """Show what the run went back to: its history, measurements and time-lapse as of that
+        step, and the lowered learning rates in its config."""
+        with self._lock:
+            snap = self._snap
+            snap.rollback = rollback.describe()
+            snap.config = run.trainer.config
+            snap.history = [row for row in snap.history if row["step"] <= rollback.step]
+            snap.metrics = [row for row in snap.metrics if row["step"] <= rollback.step]
+            snap.previews = [path for path in snap.previews if preview_step(path) <= rollback.step]
 
     def _on_preview(self, run: TrainingRun, path: Path, images: torch.Tensor) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in run.trainer.G_ema.state_dict().items()}

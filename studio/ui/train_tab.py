@@ -255,6 +255,8 @@ def status_line(snap: Snapshot) -> str:
             parts.append(f"{snap.images_per_s:.1f} images/s")
             if snap.eta_seconds is not None:
                 parts.append(f"ETA {_duration(snap.eta_seconds)}")
+    if snap.rollback:
+        parts.append(snap.rollback)
     if snap.metrics:
         newest = snap.metrics[-1]
         parts.append(f"KID {newest['kid'] * 1000:.1f}×10⁻³ at step {newest['step']:,}")
