@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32,
                         help="images per step (default 32: large enough that per-step overheads do not hide the FLOP rate)")
     parser.add_argument("--discriminator", default=TrainConfig.discriminator, help="whose recipe to time")
-    parser.add_argument("--projection-size", type=int, default=TrainConfig.projection_size)
+    parser.add_argument("--projection-size", type=int, help="default twice --res, from 64 to 256")
     args = parser.parse_args()
 
     config = TrainConfig(discriminator=args.discriminator, resolution=args.res, batch_size=args.batch,

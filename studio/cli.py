@@ -133,9 +133,9 @@ def add_train(commands) -> None:
                    help=f"projected (judges in pretrained EfficientNet-Lite0 features, no R1, always augmented) "
                         f"or fastgan / dcgan (learn their own features, with R1 and adaptive augmentation); "
                         f"default {TrainConfig.discriminator}, and dcgan with --arch dcgan")
-    p.add_argument("--projection-size", type=_positive(int), default=TrainConfig.projection_size, metavar="PX",
-                   help=f"size images are resized to for the projected discriminator (default "
-                        f"{TrainConfig.projection_size}; the paper's 224 costs about twice as much on a CPU)")
+    p.add_argument("--projection-size", type=_positive(int), metavar="PX",
+                   help="size images are resized to for the projected discriminator (default twice --res, "
+                        "from 64 to 256)")
     p.add_argument("--arch", choices=ARCHITECTURES, default=TrainConfig.architecture,
                    help="the generator: fastgan (default) or the textbook dcgan, for comparisons")
     p.add_argument("--z-dim", type=_positive(int), default=TrainConfig.z_dim)

@@ -114,6 +114,15 @@ def test_projection_size_must_suit_the_feature_network(size):
         TrainConfig(projection_size=size)
 
 
+@pytest.mark.parametrize("resolution,size", [(16, 64), (32, 64), (64, 128), (128, 256), (512, 256)])
+def test_projection_size_is_twice_the_resolution_unless_given(resolution, size):
+    config = TrainConfig(resolution=resolution, architecture="dcgan", discriminator="projected")
+    assert config.projection_size == size
+    assert TrainConfig.from_dict(config.to_dict()).projection_size == size   # stored, not recomputed
+    assert TrainConfig(resolution=resolution, architecture="dcgan", discriminator="projected",
+                       projection_size=96).projection_size == 96
+
+
 def test_each_discriminator_gets_its_recipe_and_given_values_win():
     projected, fastgan = TrainConfig(discriminator="projected"), TrainConfig(discriminator="fastgan")
     assert (projected.r1_gamma, projected.augment_p_init, projected.adaptive_augment, projected.flip,
