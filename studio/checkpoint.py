@@ -11,6 +11,7 @@ never written, so a diverged run cannot replace its last good checkpoint or expo
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from pathlib import Path
 
@@ -72,11 +73,16 @@ def _refuse_non_finite(trainer: Trainer, networks: tuple[str, ...], path: Path) 
     """A CheckpointError, before anything is written, if a weight or BatchNorm statistic of
     these networks is NaN or infinite: the file it would replace is a good one."""
     broken = [name for name in networks
-              if not all(bool(t.isfinite().all()) for t in getattr(trainer, name).state_dict().values()
-                         if t.is_floating_point())]
+              if not all(bool(t.isfinite().all()) for t in _tensors(getattr(trainer, name)) if t.is_floating_point())]
     if broken:
         raise CheckpointError(f"not writing {path}: {' and '.join(broken)} hold NaN or infinite weights; "
                               "the previous file is untouched")
+
+
+def _tensors(module: nn.Module):
+    """Weights and buffers (BatchNorm statistics, the projected D's fixed mixing): what its state
+    dict holds besides extra state such as the pretrained weights' hash."""
+    return itertools.chain(module.parameters(), module.buffers())
 
 
 def step_of(path: Path) -> int:
