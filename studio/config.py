@@ -81,7 +81,7 @@ class TrainConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)   # frozen, but not yet seen by anyone
         if self.projection_size is None:
-            object.__setattr__(self, "projection_size", default_projection_size(self.resolution))
+            object.__setattr__(self, "projection_size", _default_projection_size(self.resolution))
         if not _is_power_of_two(self.resolution) or not 16 <= self.resolution <= 1024:
             raise ConfigError(f"resolution must be a power of two from 16 to 1024, not {self.resolution}")
         if self.architecture == "fastgan" and self.resolution < 32:
@@ -130,7 +130,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def default_projection_size(resolution: int) -> int:
+def _default_projection_size(resolution: int) -> int:
     return min(max(2 * resolution, 64), 256)
 
 

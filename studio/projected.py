@@ -18,8 +18,8 @@ children, so neither D's parameters (the optimizer) nor its state_dict (checkpoi
 
 Unlike the paper's code, the mixed maps are judged at the feature network's own four scales
 rather than each upsampled x2 first: heads on maps a quarter the size cost a CPU about half as
-much, which bought 1.35 times the steps in equal time, and KID was no worse (README, "The
-projected discriminator").
+much, which bought 1.35 times the steps in equal time, and KID was no worse (README,
+"Time to quality").
 """
 from __future__ import annotations
 
