@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .trainer import StepStats
 IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
     "idle", "starting", "training", "paused", "stopping", "finished", "failed")
 ACTIVE_STATES = (STARTING, TRAINING, PAUSED, STOPPING)
+TRAINING_NICENESS = 10   # above the server's threads: a click is answered first, training takes the rest
 
 
 class SessionBusy(Exception):
@@ -129,6 +131,7 @@ class TrainingSession:
             self._thread.start()
 
     def _work(self, open_run, cadence: Cadence) -> None:
+        _yield_to_the_page()
         try:
             run = open_run()
             with self._lock:   # read after a resume has dropped what was logged past its checkpoint
@@ -209,3 +212,15 @@ def _thin(rows: list[dict], limit: int) -> list[dict]:
         half = len(rows) // 2
         rows = rows[:half][::2] + rows[half:]
     return rows
+
+
+def _yield_to_the_page() -> None:
+    """Give the calling thread (and the OpenMP workers it starts, which inherit it) a lower
+    scheduling priority than the server's, so a slider move is not queued behind training steps on
+    a laptop's few cores. Linux schedules threads one by one; elsewhere this does nothing."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + TRAINING_NICENESS)
+        except OSError:
+            pass

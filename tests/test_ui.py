@@ -28,7 +28,7 @@ from studio.checkpoint import export_generator, latest_checkpoint, list_checkpoi
 from studio import backbone, metrics
 from studio.config import TrainConfig
 from studio.data import load_images
-from studio.explore import match_paintings
+from studio.explore import EXPORT_SIZE, match_paintings
 from studio.latent import Recipe
 from studio.run import Budget, read_metrics
 from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
@@ -253,7 +253,7 @@ def test_explore_shows_samples_by_seed_and_selects_one_to_explore(explore):
     sliders, strips = rest[:DIRECTIONS_SHOWN], rest[DIRECTIONS_SHOWN:2 * DIRECTIONS_SHOWN]
     assert [caption for _, caption in gallery] == ["seed 0", "seed 1", "seed 2"] and keyframes == []
     assert np.abs(pixels(gallery[0][0]) - pixels(gallery[1][0])).mean() > 1   # different seeds, different pictures
-    assert current == 0 and selected.size == (256, 256)                       # the first sample, shown larger
+    assert current == 0 and selected.size == gallery[0][0].size   # the first sample; the page scales it up
     assert [s.label for s in sliders[:2]] == ["direction 0", "direction 1"]
     assert all(strip.size == (3 * 64 + 4, 64 + 2) for strip in strips)       # -3, 0, +3 side by side
     calmer = explore.show("tiny", [0], None, [], 0.3)[0]
@@ -271,7 +271,8 @@ def test_a_slider_moves_the_selected_sample_and_back(explore):
     back_recipe, back = explore.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
     assert back_recipe == 5 and np.array_equal(np.asarray(back), np.asarray(before))
     still = explore.still("tiny", moved_recipe)
-    assert np.array_equal(np.asarray(Image.open(still).convert("RGB")), np.asarray(moved))   # as shown, with its recipe
+    shown_larger = moved.resize((EXPORT_SIZE, EXPORT_SIZE), Image.LANCZOS)
+    assert np.array_equal(np.asarray(Image.open(still).convert("RGB")), np.asarray(shown_larger))   # with its recipe
     assert json.loads(Image.open(still).text["gan-art-studio"])["recipe"] == moved_recipe
     recipe, image, *amounts = explore.randomise("tiny", current)
     assert any(amounts) and all(-3 <= a <= 3 for a in amounts)
@@ -398,7 +399,7 @@ def test_the_run_training_now_can_be_explored_with_its_directions(workspace, ses
     gallery, status, keyframes, current, selected, *_ = tab.show(LIVE, [0, 1], None, [], 1.0)
     assert len(gallery) == 2 and status.startswith("**shapes-32px-live**")
     recipe, moved = tab.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))    # (3 steps in, still grey)
-    assert recipe == {"seed": 0, "offsets": {"0": 2.0}} and moved.size == selected.size == (256, 256)
+    assert recipe == {"seed": 0, "offsets": {"0": 2.0}} and moved.size == selected.size == (32, 32)
     assert tab._open(LIVE) is tab._open(LIVE)          # one preview's weights and directions, opened once
 
 

@@ -32,6 +32,9 @@ CSS = """
 #dataset-gallery .grid-wrap { max-height: 560px !important; }
 /* Eight time-lapse grids share a row: a smaller caption keeps "step 12,345" whole. */
 #train-timelapse .caption-label { font-size: var(--text-xs); max-width: calc(100% - 8px); }
+/* The selected sample arrives at the model's resolution (a smaller, faster answer to a slider
+   move) and is scaled up here to fill its box. */
+#explore-selected img { width: 100%; height: 100%; object-fit: contain; }
 /* The colour swatch is otherwise white on white. */
 #dataset-background button { border: 1px solid var(--border-color-primary); min-width: 72px; min-height: 32px; }
 """

@@ -25,7 +25,7 @@ LIVE = ":live"        # the dropdown's value for the session's run; ':' is never
 SEEDS_SHOWN = 16
 DIRECTIONS_SHOWN = 10
 SLIDER_SIGMA = 3.0
-SELECTED_PX = 256     # the selected sample, shown larger than a 64 px model paints it
+SELECTED_PX = 256     # the selected sample's box; a smaller picture is sent and scaled up by the page
 EXPORT_BUTTONS = {"gif": "GIF", "mp4": "MP4", "zip": "frames (zip)", "png": "contact sheet"}   # by format
 TIMING_HEADERS = ["#", "keyframe", "frames to next", "hold", "easing"]
 NOTHING_YET = ("**Nothing to explore yet** — train a model in the Train tab, and its samples appear here. "
@@ -239,7 +239,7 @@ class ExploreTab:
         if model is None or current is None:
             raise gr.Error("Pick a model and click a sample first.")
         recipe = Recipe.from_json(current).moved(dict(enumerate(amounts[:model.direction_count])))
-        return recipe.to_json(), render_images(model, [recipe], SELECTED_PX)[0]
+        return recipe.to_json(), render_images(model, [recipe])[0]
 
     def randomise(self, choice: str | None, current):
         """Every shown direction at a random place, as likely as a sample's own position along it."""
@@ -290,7 +290,7 @@ class ExploreTab:
                     *([None] * DIRECTIONS_SHOWN)]
         offsets = dict(recipe.offsets)
         shown = list(range(_slider_count(model)))
-        return [recipe.to_json(), render_images(model, [recipe], SELECTED_PX)[0],
+        return [recipe.to_json(), render_images(model, [recipe])[0],
                 *(gr.Slider(value=offsets.get(i, 0.0), label=labels.name(i)) for i in range(DIRECTIONS_SHOWN)),
                 *direction_strips(model, recipe, shown), *([None] * (DIRECTIONS_SHOWN - len(shown)))]
 
