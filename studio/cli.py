@@ -8,6 +8,8 @@ with one sentence on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
 import json
 import logging
 import sys
@@ -190,7 +192,8 @@ def run_train(args) -> int:
 
     try:
         last = run.train(budget, cadence, on_step=bar.update, on_measuring=bar.measuring, on_metrics=report_kid,
-                         on_metrics_failed=report_kid_failure, on_rollback=report_rollback)
+                         on_metrics_failed=report_kid_failure, on_rollback=report_rollback, on_disk_full=bar.say,
+                         on_disk_space=lambda: bar.say("Disk space is back: training goes on."))
     except KeyboardInterrupt:
         bar.finish()
         print(f"Interrupted: saved a checkpoint at step {trainer.step_count} in {args.out}; "
@@ -371,10 +374,77 @@ def _walk_from_seeds(source: Path | None, seeds, frames, fps, loop, ping_pong, e
 
 
 # --------------------------------------------------------------------------------- studio
-def run_studio(args) -> int:
-    from .ui.app import launch     # gradio takes seconds to import; the subcommands never need it
+def add_studio(parser) -> None:
+    """The studio's options, on the main parser: the studio is what runs without a COMMAND."""
+    parser.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR",
+                        help="where datasets/, checkpoints/ and exports/ live (default: this folder)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve on (default 127.0.0.1, this computer only; any other needs "
+                             "--auth or --insecure)")
+    parser.add_argument("--port", type=_positive(int), help="port to serve on (default: 7860 or the next free one)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    access = parser.add_mutually_exclusive_group()
+    access.add_argument("--auth", type=_credentials, metavar="USER:PASSWORD",
+                        help="the user name and password the page asks for")
+    access.add_argument("--auth-file", dest="auth", type=_credentials_file, metavar="FILE",
+                        help="the same, read from a file holding USER:PASSWORD, which keeps the password out of "
+                             "the shell's history and the list of processes")
+    access.add_argument("--insecure", action="store_true",
+                        help="serve another --host without a password: anyone who can reach it can use the studio")
+    absent = argparse.SUPPRESS     # the studio's own defaults (UploadLimits in ui/dataset_tab.py) apply
+    parser.add_argument("--max-upload-mb", type=_positive(int), default=absent, metavar="MB",
+                        help="the largest file the page takes (default 1024; a zip of a whole folder is one file)")
+    parser.add_argument("--max-upload-files", type=_positive(int), default=absent, metavar="N",
+                        help="the most files one drop of paintings may hold (default 5000)")
+    parser.add_argument("--max-upload-total-gb", type=_positive(float), default=absent, metavar="GB",
+                        help="the most one drop of paintings may hold in all (default 5)")
+    parser.set_defaults(run=run_studio)   # a subcommand sets its own
+
+
+def _credentials(text: str) -> tuple[str, str]:
+    user, colon, password = text.partition(":")
+    if not (user and colon and password):
+        raise argparse.ArgumentTypeError("give it as USER:PASSWORD")   # without echoing what may be a password
+    return user, password
+
+
+def _credentials_file(text: str) -> tuple[str, str]:
     try:
-        return launch(args.workspace, args.host, args.port, open_browser=not args.no_browser)
+        content = Path(text).read_text(encoding="utf-8")
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {error.strerror or error}") from None
+    return _credentials(content.rstrip("\r\n"))
+
+
+def _this_computer_only(host: str) -> bool:
+    """Whether `host` is a loopback address, which other computers cannot reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:             # any other name may stand for any address
+        return False
+
+
+def _exposure(host: str, password: bool) -> str:
+    who = "anyone who can reach it and has the password" if password else "anyone who can reach it, with no password,"
+    return (f"Serving on {host}, to other computers too: {who} can view this workspace's datasets, runs and "
+            f"exports and start trainings.")
+
+
+def run_studio(args) -> int:
+    if not _this_computer_only(args.host):
+        if not (args.auth or args.insecure):
+            raise ConfigError(f"--host {args.host} lets other computers open the studio: add --auth USER:PASSWORD "
+                              f"(or --auth-file FILE), or --insecure to serve it without a password")
+        print(_exposure(args.host, password=bool(args.auth)), file=sys.stderr, flush=True)
+    from .ui.app import launch     # gradio takes seconds to import; the subcommands never need it
+    from .ui.dataset_tab import UploadLimits
+    given = {field.name: getattr(args, field.name) for field in dataclasses.fields(UploadLimits)
+             if hasattr(args, field.name)}
+    try:
+        return launch(args.workspace, args.host, args.port, open_browser=not args.no_browser, auth=args.auth,
+                      uploads=UploadLimits(**given))
     except OSError as error:       # the port is taken, or the host is not an address of this machine
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -406,12 +476,7 @@ def run_evaluate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m studio", description="GAN Art Studio. Without a COMMAND, opens the studio in your browser.")
-    parser.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR",
-                        help="where datasets/, checkpoints/ and exports/ live (default: this folder)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1, this computer only)")
-    parser.add_argument("--port", type=_positive(int), help="port to serve on (default: 7860 or the next free one)")
-    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
-    parser.set_defaults(run=run_studio)   # a subcommand sets its own
+    add_studio(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_ingest(commands)
     add_train(commands)

@@ -1,13 +1,17 @@
 """The studio page: a header and three tabs over one training session, and how it is served."""
 from __future__ import annotations
 
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 
+from ..config import ConfigError
 from ..session import ACTIVE_STATES, TrainingSession
 from ..workspace import Workspace
-from .dataset_tab import DatasetTab
+from .dataset_tab import DatasetTab, UploadLimits
 from .explore_tab import ExploreTab
 from .train_tab import TrainTab
 
@@ -42,7 +46,8 @@ HEADER = """# GAN Art Studio
 Teach a small GAN your own paintings, right here on this computer — then wander through what it learned."""
 
 
-def build_app(workspace: str | Path = ".", session: TrainingSession | None = None) -> gr.Blocks:
+def build_app(workspace: str | Path = ".", session: TrainingSession | None = None,
+              uploads: UploadLimits = UploadLimits()) -> gr.Blocks:
     """The page for `workspace` (datasets/, checkpoints/, exports/ inside it). `session` is the
     one training run every browser tab shares; pass your own to control or stop it."""
     workspace = Workspace(workspace)
@@ -50,34 +55,63 @@ def build_app(workspace: str | Path = ".", session: TrainingSession | None = Non
     with gr.Blocks(title="GAN Art Studio", analytics_enabled=False) as demo:
         gr.Markdown(HEADER, elem_id="studio-header")
         with gr.Tabs():
-            DatasetTab(workspace).render(demo)
+            DatasetTab(workspace, uploads).render(demo)
             TrainTab(workspace, session).render()
             ExploreTab(workspace, session).render()
     return demo
 
 
-def launch_options(workspace: str | Path) -> dict:
-    """launch() arguments besides host and port: the look, no SSR and no run history (the
-    training poll would fill it), and the workspace servable (galleries and exports live there)."""
-    return dict(theme=THEME, css=CSS, allowed_paths=[str(Workspace(workspace).root)], ssr_mode=False,
-                run_history=False, footer_links=["gradio", "settings"])
+def launch_options(workspace: str | Path, uploads: UploadLimits = UploadLimits()) -> dict:
+    """launch() arguments besides host, port and password: the look, no SSR and no run history
+    (the training poll would fill it), the largest upload, never a public share link, and no
+    folder served.
+
+    Gradio copies every file a handler returns into its cache and serves only that copy, so the
+    page needs no folder served by path (`allowed_paths` would hand out all of it to anyone who
+    asks). Gradio copies returned files only from its working folder and the temp folder, though,
+    so the workspace must lie in one of them: launch() works in it."""
+    if not _gradio_copies_from(Workspace(workspace).root):
+        raise ConfigError(f"the page cannot show files from {workspace}: serve it from inside that folder "
+                          f"or the temp folder")
+    return dict(theme=THEME, css=CSS, allowed_paths=[], max_file_size=f"{uploads.max_upload_mb}mb", share=False,
+                ssr_mode=False, run_history=False, footer_links=["gradio", "settings"])
+
+
+def _gradio_copies_from(folder: Path) -> bool:
+    """Whether gradio copies a file in `folder` that a handler returns (its _check_allowed)."""
+    return any(folder.is_relative_to(Path(base).resolve()) for base in (os.getcwd(), tempfile.gettempdir()))
 
 
 def launch(workspace: str | Path = ".", host: str = "127.0.0.1", port: int | None = None,
-          open_browser: bool = True) -> int:
+          open_browser: bool = True, auth: tuple[str, str] | None = None,
+          uploads: UploadLimits = UploadLimits()) -> int:
     """Run the studio until Ctrl-C, then stop training with a checkpoint saved. Without `port`,
-    the first free one from 7860 is used."""
-    session = TrainingSession()
-    demo = build_app(workspace, session)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                inbrowser=open_browser, **launch_options(workspace))
-    print(f"GAN Art Studio is running at {demo.local_url}  (workspace: {Workspace(workspace).root}; "
-          f"Ctrl-C to stop)", flush=True)
-    try:
-        demo.block_thread()       # returns on Ctrl-C
-    finally:
-        if session.snapshot().state in ACTIVE_STATES:
-            print("Stopping training; saving a checkpoint…", flush=True)
-        session.stop()
-        demo.close()
+    the first free one from 7860 is used; with `auth`, a (user, password), the page asks for it."""
+    workspace = Workspace(workspace)
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    with _working_in(workspace.root):     # so that gradio copies the page's files (see launch_options)
+        session = TrainingSession()
+        demo = build_app(workspace.root, session, uploads)
+        demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
+                    inbrowser=open_browser, **launch_options(workspace.root, uploads))
+        print(f"GAN Art Studio is running at {demo.local_url}  (workspace: {workspace.root}; Ctrl-C to stop)",
+              flush=True)
+        try:
+            demo.block_thread()       # returns on Ctrl-C
+        finally:
+            if session.snapshot().state in ACTIVE_STATES:
+                print("Stopping training; saving a checkpoint…", flush=True)
+            session.stop()
+            demo.close()
     return 0
+
+
+@contextmanager
+def _working_in(folder: Path):
+    """contextlib.chdir, which needs Python 3.11."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

@@ -1,6 +1,9 @@
 """Dataset tab: drop paintings in, see what was kept and why anything was left out."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import gradio as gr
 import pandas as pd
 
@@ -14,9 +17,29 @@ EMPTY = ("**No dataset yet** — drop a folder of paintings on the left, give it
          "**Add paintings**. 50 to 2,000 images work best.")
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """How much one drop may hold. Gradio refuses a larger file while it arrives (a zip of the
+    whole folder is one file); the count and the total are checked when the drop is added, before
+    anything is stored. The defaults take 2,000 paintings as photographs of a few MB each."""
+    max_upload_mb: int = 1024
+    max_upload_files: int = 5000
+    max_upload_total_gb: float = 5.0
+
+    def check(self, files: list[str]) -> None:
+        """Raise gr.Error naming the limit that `files` exceed, and how to raise it."""
+        if len(files) > self.max_upload_files:
+            raise _too_much(f"{len(files):,} files are more than the {self.max_upload_files:,}", "--max-upload-files")
+        total_gb = sum(os.path.getsize(file) for file in files) / 2**30
+        if total_gb > self.max_upload_total_gb:
+            raise _too_much(f"These files hold {total_gb:.3g} GB, more than the {self.max_upload_total_gb:g} GB",
+                            "--max-upload-total-gb")
+
+
 class DatasetTab:
-    def __init__(self, workspace: Workspace):
+    def __init__(self, workspace: Workspace, uploads: UploadLimits = UploadLimits()):
         self.workspace = workspace
+        self.uploads = uploads
 
     # ------------------------------------------------------------------ layout
     def render(self, demo: gr.Blocks) -> None:
@@ -85,6 +108,7 @@ class DatasetTab:
         sources = sorted({*(folder_files or []), *(loose_files or [])})
         if not sources:
             raise gr.Error("Drop a folder, a zip file or some images first.")
+        self.uploads.check(sources)
         try:
             name = folder_name(name)
             options = IngestOptions(resolution=int(size), fit=fit, background=parse_colour(background))
@@ -118,3 +142,8 @@ def _describe(name: str, manifest: dict) -> str:
 def _rejected_table(rows: list[tuple[str, str]]):
     """(file, reason) rows; hidden when nothing was left out, as an empty table only adds noise."""
     return gr.Dataframe(value=pd.DataFrame(rows, columns=["File", "Why it was left out"]), visible=bool(rows))
+
+
+def _too_much(amount: str, flag: str) -> gr.Error:
+    return gr.Error(f"{amount} the studio takes at once: add them in smaller batches under the same dataset "
+                    f"name, or start the studio with a higher {flag}.")
