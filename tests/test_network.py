@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import gradio as gr
@@ -27,7 +28,8 @@ DROP = (None, "too many", 64, "crop", "#ffffff")     # the Dataset tab's setting
 
 
 def plant(workspace: Path, shapes_dir: Path) -> Path:
-    """A dataset of three paintings, notes and a checkpoint in `workspace`; the newest painting."""
+    """Put a dataset of three paintings, private notes and a checkpoint in `workspace`; return the
+    painting the page shows first."""
     dataset = workspace / "datasets" / "shapes"
     ingest(sorted(shapes_dir.iterdir())[:3], dataset, IngestOptions(resolution=32))
     (workspace / "secret.txt").write_bytes(SECRET)
@@ -68,9 +70,10 @@ def serve_from_cli(monkeypatch, argv: list[str], visit) -> int:
 
 # ---------------------------------------------------------------- what is served
 @pytest.fixture(scope="module")
-def planted(studio_app, shapes_dir):
-    studio_app.painting = plant(studio_app.workspace, shapes_dir)
-    return studio_app
+def planted(studio_app, shapes_dir) -> SimpleNamespace:
+    """The served studio's url and workspace, with things planted in it, and its newest painting."""
+    painting = plant(studio_app.workspace, shapes_dir)
+    return SimpleNamespace(url=studio_app.url, workspace=studio_app.workspace, painting=painting)
 
 
 @pytest.mark.parametrize("path", [
@@ -145,6 +148,7 @@ def test_another_host_asks_for_the_password_and_says_what_it_exposes(given, tmp_
 
     def visit(url: str) -> None:
         assert get(url, "/gradio_api/info")[0] == 401
+        assert httpx.post(f"{url}/gradio_api/upload", files={"files": ("a.png", b"...")}).status_code == 401
         with pytest.raises(Exception):
             Client(url, auth=("ann", "wrong"), verbose=False)
         assert shown_thumbnails(Client(url, auth=("ann", "s3cret"), verbose=False))
