@@ -3,12 +3,14 @@
 Every file the studio writes goes through here. A file is written under a temporary name in its
 own folder (a rename across disks is not atomic), flushed to disk, renamed over its target and
 the folder flushed too, so that the rename itself survives a power cut. Readers (the UI, a
-resumed run, a second studio) see the old file or the new one, never half of one; a crash or a
-full disk leaves the old file and at worst a temporary one beside it, which no listing takes for
-the real thing: its name starts with "." and it ends in ".partial" before the target's suffix.
+resumed run, a second studio) see the old file or the new one, never half of one; a full disk
+leaves the old file alone, and a crash at worst a temporary one beside it, which no listing takes
+for the real thing: its name starts with "." and it ends in ".partial" before the target's
+suffix. `remove_partials` clears those away once their writer is gone.
 
 JSON-lines logs (log.jsonl, metrics.jsonl) grow by appending whole lines, flushed to disk; a line
-cut short by a crash is skipped when read. Shortening one (a resumed run forgets the rows it is
+cut short by a crash is skipped when read, and an append that fails (a full disk) takes back what
+it wrote, so that trying again repeats no row. Shortening one (a resumed run forgets the rows it is
 about to redo) writes the rows it keeps to a new file and renames that over, so a crash during
 a resume leaves the whole old history instead of a truncated one.
 """
@@ -19,6 +21,7 @@ import errno
 import itertools
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -26,6 +29,8 @@ from pathlib import Path
 import torch
 
 _SERIAL = itertools.count()   # tells apart the temporary files of one thread
+# How _new_partial names a temporary file: ".<stem>.<pid>-<thread>-<serial>.partial<suffix>".
+_PARTIAL_NAME = re.compile(r"^\..*\.(?P<pid>\d+)-\d+-\d+\.partial(\.[^.]+)?$")
 
 
 @contextlib.contextmanager
@@ -71,20 +76,32 @@ def write_torch(path: str | Path, obj) -> Path:
 
 
 def append_json_lines(path: str | Path, rows: Iterable[dict]) -> None:
-    """Add one line per row (`json.dumps(row)`) to a JSON-lines file in one write, flushed to
-    disk. A last line that a crash cut short is ended first, so it spoils no new row."""
+    """Add one line per row (`json.dumps(row)`) to a JSON-lines file, flushed to disk: all the
+    rows, or none if writing fails. A last line that a crash cut short is ended first, so it
+    spoils no new row."""
     data = "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8")
     if not data:
         return
-    with open(path, "ab+") as file:       # appends land at the end wherever the file is read
+    # Unbuffered, so that after a failed write no buffered rest is written when the file closes.
+    with open(path, "ab+", buffering=0) as file:   # appends land at the end wherever it is read
         end = file.seek(0, os.SEEK_END)
         if end:
             file.seek(end - 1)
             if file.read(1) != b"\n":
                 data = b"\n" + data
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
+        try:
+            _write_all(file, data)
+            os.fsync(file.fileno())
+        except BaseException:
+            file.truncate(end)   # a full disk may have taken some of the rows: a retry writes them all
+            raise
+
+
+def _write_all(file, data: bytes) -> None:
+    """An unbuffered file may take part of `data` in one write (as a disk fills up)."""
+    view = memoryview(data)
+    while view:
+        view = view[file.write(view):]
 
 
 def read_json_lines(path: str | Path) -> list[dict]:
@@ -134,6 +151,37 @@ def _new_partial(path: Path) -> Path:
         except FileExistsError:
             continue
         return partial
+
+
+def remove_partials(folder: str | Path) -> list[Path]:
+    """Delete the temporary files in `folder` (not below it) whose writers died half-way
+    (kill -9, a power cut), and return them. Nothing else is touched: only names that
+    `_new_partial` makes, and only those of processes that are no longer running, since a
+    running one may still be writing its file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        named = _PARTIAL_NAME.match(path.name)
+        if named and path.is_file() and not _may_be_running(int(named["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _may_be_running(pid: int) -> bool:
+    """Whether process `pid` may still exist. Only POSIX can be asked without harm (on Windows,
+    os.kill ends a process): elsewhere every writer is taken to be alive and its file stays."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)       # signal 0 sends nothing: it only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # it does, as another user's
+        pass
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

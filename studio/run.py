@@ -12,10 +12,17 @@ RUN_DIR/
 A run that diverges (a loss that is not finite, an exploding gradient: see trainer.py) goes back
 to its newest checkpoint with both learning rates lowered, at most MAX_ROLLBACKS times; the
 checkpoint and generator.pt it goes back to are never overwritten by broken weights.
+
+A run survives being killed at any instant: every file is written whole or not at all (files.py),
+the log holds every step of a checkpoint before that checkpoint is written, and a run opens at
+its newest checkpoint with the folder as of that step (temporary files of cut-short writes,
+log rows, measurements and previews past it are removed). On a full disk training waits and
+tries again (`SpaceWait`) instead of failing.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import time
@@ -25,11 +32,11 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import (CheckpointError, export_generator, latest_checkpoint, list_checkpoints, load_state,
-                         restore_trainer, save_checkpoint)
+from .checkpoint import (CheckpointError, checkpoint_dir, export_generator, latest_checkpoint, list_checkpoints,
+                         load_state, restore_trainer, save_checkpoint, step_of)
 from .config import ConfigError, TrainConfig
 from .data import load_images
-from .files import append_json_lines, read_json_lines, rewrite_json_lines, write_json
+from .files import append_json_lines, read_json_lines, remove_partials, rewrite_json_lines, write_json
 from .latent import seeds_to_z
 from .metrics import evaluate, load_inception
 from .numerics import resolve_device
@@ -47,6 +54,10 @@ class RunError(Exception):
 
 class Diverged(RunError):
     """Training kept diverging after MAX_ROLLBACKS rollbacks."""
+
+
+class DiskFull(RunError):
+    """The run was stopped while it waited for disk space: its newest steps are not saved."""
 
 
 @dataclass(frozen=True)
@@ -111,10 +122,17 @@ class Cadence:
     # Inception costs about 0.1 s per image on a CPU, so it is off unless asked for.
     kid_minutes: float | None = None
     kid_samples: int = 250
+    # On a full disk, how long training waits before it tries the write again.
+    disk_full_retry_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.kid_samples < 4:
             raise ConfigError(f"KID needs at least 4 samples, not {self.kid_samples}")
+
+
+def _at_once(write: Callable, *args):
+    """`write(*args)`: a write that is tried once."""
+    return write(*args)
 
 
 class TrainingRun:
@@ -136,6 +154,7 @@ class TrainingRun:
         run_dir.mkdir(parents=True, exist_ok=True)
         # Relative too, so a workspace that is moved or copied whole still finds its dataset.
         relative = os.path.relpath(dataset_dir.resolve(), run_dir.resolve())
+        _open_at(run_dir, 0)   # what a start that never reached a checkpoint left belongs to no run
         write_json(run_dir / "run.json", {"dataset": str(dataset_dir.resolve()), "dataset_relative": relative,
                                           "config": config.to_dict()}, indent=2)
         return cls(run_dir, trainer, dataset_dir)
@@ -151,7 +170,7 @@ class TrainingRun:
         dataset_dir = Path(dataset_dir) if dataset_dir else recorded_dataset(run_dir)
         resolution = payload["config"]["resolution"]
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
-        _forget_logs_after(run_dir, trainer.step_count)
+        _open_at(run_dir, trainer.step_count)
         return cls(run_dir, trainer, dataset_dir)
 
     # ------------------------------------------------------------------ the loop
@@ -162,7 +181,9 @@ class TrainingRun:
               on_measuring: Callable[[], None] = lambda: None,
               on_metrics: Callable[[dict], None] = lambda row: None,
               on_metrics_failed: Callable[[str], None] = lambda message: None,
-              on_rollback: Callable[[Rollback], None] = lambda rollback: None) -> StepStats | None:
+              on_rollback: Callable[[Rollback], None] = lambda rollback: None,
+              on_disk_full: Callable[[str], None] = lambda message: None,
+              on_disk_space: Callable[[], None] = lambda: None) -> StepStats | None:
         """Step until the budget is spent or `should_stop()` says so, then checkpoint.
 
         `budget.minutes` counts time spent in steps, so a pause (a `should_stop` that blocks)
@@ -171,8 +192,10 @@ class TrainingRun:
         middle of a failed step is not trusted. A KID measurement that fails is reported and
         not tried again; training goes on. A step that diverges rolls the run back (see
         `_roll_back`, reported through `on_rollback`); the one after MAX_ROLLBACKS rollbacks
-        raises Diverged. Returns the newest step's stats, None if no step was taken since the
-        start or the last rollback."""
+        raises Diverged. A write that finds the disk full pauses training until it succeeds
+        (`on_disk_full` says why, `on_disk_space` that it goes on); a stop while it waits raises
+        DiskFull. Returns the newest step's stats, None if no step was taken since the start or
+        the last rollback."""
         measuring = bool(cadence.kid_minutes)
         if measuring:
             self._inception()   # missing or wrong weights stop the run before it starts, not later
@@ -181,6 +204,7 @@ class TrainingRun:
         stats = None
         measured_step = None
         pending_log: list[StepStats] = []
+        write = SpaceWait(self, cadence.disk_full_retry_seconds, should_stop, on_disk_full, on_disk_space)
 
         def measure() -> None:
             nonlocal measured_step, measuring
@@ -199,33 +223,38 @@ class TrainingRun:
                 stats = self.trainer.step()
                 trained_seconds += stats.seconds
                 if stats.diverged:
-                    self._append_log(pending_log)
-                    on_rollback(self._roll_back(stats, cadence.keep_checkpoints))
+                    write(self._append_log, pending_log)
+                    on_rollback(self._roll_back(stats, cadence.keep_checkpoints, write))
                     # What was done and measured past the checkpoint is undone.
                     stats = measured_step = None
                     last_checkpoint = time.monotonic()
                     continue
                 pending_log.append(stats)
                 on_step(stats)
-                if stats.step % cadence.log_every_steps == 0:
-                    self._append_log(pending_log)
                 now = time.monotonic()
+                checkpoint_due = now - last_checkpoint >= cadence.checkpoint_minutes * 60
+                # A checkpoint's steps are all in the log before it is written: a run resumed
+                # from it has no gap in its history.
+                if stats.step % cadence.log_every_steps == 0 or checkpoint_due:
+                    write(self._append_log, pending_log)
                 if now - last_preview >= cadence.preview_minutes * 60:
-                    on_preview(*self.save_preview())
+                    on_preview(*write(self.save_preview))
                     last_preview = now
-                if now - last_checkpoint >= cadence.checkpoint_minutes * 60:
-                    self.save(cadence.keep_checkpoints)
+                if checkpoint_due:
+                    self.save(cadence.keep_checkpoints, write)
                     last_checkpoint = now
                 if measuring and trained_seconds >= kid_measured_at + cadence.kid_minutes * 60:
                     measure()
                     kid_measured_at = trained_seconds
+        except DiskFull:
+            raise                 # the log cannot be written either
         except KeyboardInterrupt:
-            self._finish(stats, pending_log, cadence, on_preview)
+            self._finish(stats, pending_log, cadence, on_preview, write)
             raise
         except BaseException:
             self._append_log(pending_log)
             raise
-        self._finish(stats, pending_log, cadence, on_preview)
+        self._finish(stats, pending_log, cadence, on_preview, write)
         # A run that used up its budget ends with its final quality on record (measured after
         # the checkpoint is safe); a stopped one ends as soon as the checkpoint is written.
         if measuring and stats is not None and self._spent(budget, trained_seconds) \
@@ -234,18 +263,18 @@ class TrainingRun:
         return stats
 
     def _finish(self, stats: StepStats | None, pending_log: list[StepStats], cadence: Cadence,
-                on_preview: Callable[[Path, torch.Tensor], None]) -> None:
-        self._append_log(pending_log)
+                on_preview: Callable[[Path, torch.Tensor], None], write: SpaceWait) -> None:
+        write(self._append_log, pending_log)
         if stats is not None:
-            on_preview(*self.save_preview())
-            self.save(cadence.keep_checkpoints)
+            on_preview(*write(self.save_preview))
+            self.save(cadence.keep_checkpoints, write)
 
     def _spent(self, budget: Budget, trained_seconds: float) -> bool:
         if budget.steps is not None and self.trainer.step_count >= budget.steps:
             return True
         return budget.minutes is not None and trained_seconds >= budget.minutes * 60
 
-    def _roll_back(self, diverged: StepStats, keep: int) -> Rollback:
+    def _roll_back(self, diverged: StepStats, keep: int, write: SpaceWait) -> Rollback:
         """Go back to the newest checkpoint (to the first step if none was written yet) with both
         learning rates lowered, saved into that checkpoint again so a crash or a resume keeps
         them; forget the log rows and previews past it; record the rollback in the log. Raises
@@ -260,15 +289,12 @@ class TrainingRun:
                 f"another discriminator")
         load_state(trainer, self._last_good_state())
         trainer.scale_learning_rates(ROLLBACK_LR_FACTOR)
-        save_checkpoint(trainer, self.run_dir, keep)
-        _forget_logs_after(self.run_dir, trainer.step_count)
-        for preview in (self.run_dir / "samples").glob("step-*.png"):
-            if preview_step(preview) > trainer.step_count:
-                preview.unlink()
+        write(save_checkpoint, trainer, self.run_dir, keep)
+        write(_forget_after, self.run_dir, trainer.step_count)
         rollback = Rollback(step=trainer.step_count, diverged_at=diverged.step, reason=diverged.diverged,
                             lr_g=trainer.config.lr_g, lr_d=trainer.config.lr_d, attempt=len(self.rollbacks) + 1)
         self.rollbacks.append(rollback)
-        append_json_lines(self.run_dir / "log.jsonl", [{"event": "rollback", **dataclasses.asdict(rollback)}])
+        write(append_json_lines, self.run_dir / "log.jsonl", [{"event": "rollback", **dataclasses.asdict(rollback)}])
         return rollback
 
     def _last_good_state(self) -> dict:
@@ -281,9 +307,10 @@ class TrainingRun:
         return latest_checkpoint(self.run_dir)[1]
 
     # ------------------------------------------------------------------ outputs
-    def save(self, keep: int = 3) -> Path:
-        path = save_checkpoint(self.trainer, self.run_dir, keep)
-        export_generator(self.trainer, self.run_dir / "generator.pt")
+    def save(self, keep: int = 3, write: Callable = _at_once) -> Path:
+        """Write the checkpoint and generator.pt, each through `write` (a SpaceWait in training)."""
+        path = write(save_checkpoint, self.trainer, self.run_dir, keep)
+        write(export_generator, self.trainer, self.run_dir / "generator.pt")
         return path
 
     def save_preview(self) -> tuple[Path, torch.Tensor]:
@@ -315,11 +342,90 @@ class TrainingRun:
         pending.clear()
 
 
-def _forget_logs_after(run_dir: Path, step: int) -> None:
-    """Steps logged and measured after `step` are about to be redone: forget them, through a new
-    file renamed over the old, so a crash right here still leaves the whole history."""
+class SpaceWait:
+    """Does a run's writes. While the disk is full it says so, waits and tries again every
+    `retry_seconds`, so that training pauses rather than fails, and goes on by itself once space
+    is freed. Trying again is safe: a write that fails leaves the old file whole and no
+    temporary one (files.py). A stop while it waits (`should_stop`, Ctrl-C) raises DiskFull."""
+
+    def __init__(self, run: TrainingRun, retry_seconds: float, should_stop: Callable[[], bool],
+                 on_disk_full: Callable[[str], None], on_disk_space: Callable[[], None]):
+        self.run = run
+        self.retry_seconds = retry_seconds
+        self.should_stop = should_stop
+        self.on_disk_full = on_disk_full
+        self.on_disk_space = on_disk_space
+
+    def __call__(self, write: Callable, *args):
+        """`write(*args)`, as often as it takes; what it returns."""
+        paused = False
+        while True:
+            try:
+                result = write(*args)
+            except (OSError, CheckpointError) as error:
+                if not _is_disk_full(error):
+                    raise
+                if not paused:
+                    self.on_disk_full(self._paused_message())
+                    paused = True
+                self._wait(error)
+            else:
+                if paused:
+                    self.on_disk_space()
+                return result
+
+    def _wait(self, error: Exception) -> None:
+        """Sleep until it is time to try again, watching for a stop."""
+        deadline = time.monotonic() + self.retry_seconds
+        try:
+            while not self.should_stop():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(left, 0.25))
+        except KeyboardInterrupt:   # Ctrl-C on the command line: a stop too
+            pass
+        raise DiskFull(f"stopped while the disk holding {self.run.run_dir} was full, at step "
+                       f"{self.run.trainer.step_count:,}, which is not saved. {_newest_checkpoint(self.run.run_dir)}"
+                       ) from error
+
+    def _paused_message(self) -> str:
+        return (f"The disk holding {self.run.run_dir} is full: training is paused at step "
+                f"{self.run.trainer.step_count:,} and tries again every {self.retry_seconds:g} s; free some "
+                f"space, or stop the run. {_newest_checkpoint(self.run.run_dir)}")
+
+
+def _is_disk_full(error: Exception) -> bool:
+    """ENOSPC, raised by a write or behind the CheckpointError that reports it."""
+    cause = error.__cause__ if isinstance(error, CheckpointError) else error
+    return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+
+
+def _newest_checkpoint(run_dir: Path) -> str:
+    """Which saved state is safe, in words."""
+    saved = list_checkpoints(run_dir)
+    if not saved:
+        return "No checkpoint has been written yet."
+    return f"The checkpoint at step {step_of(saved[-1]):,} is intact."
+
+
+def _open_at(run_dir: Path, step: int) -> None:
+    """Make the folder the run as of `step`, where it opens: without the temporary files that
+    writes cut short by a crash left, and without what it recorded past `step`."""
+    for folder in (run_dir, checkpoint_dir(run_dir), run_dir / "samples"):
+        remove_partials(folder)
+    _forget_after(run_dir, step)
+
+
+def _forget_after(run_dir: Path, step: int) -> None:
+    """Steps logged, measured and previewed after `step` are about to be redone: forget them.
+    The logs are rewritten through a new file renamed over the old, so a crash right here still
+    leaves the whole history."""
     for name in ("log.jsonl", "metrics.jsonl"):
         rewrite_json_lines(run_dir / name, lambda row: row["step"] <= step)
+    for preview in (run_dir / "samples").glob("step-*.png"):
+        if preview_step(preview) > step:
+            preview.unlink()
 
 
 def default_kid_minutes() -> float:

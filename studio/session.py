@@ -48,6 +48,7 @@ class Snapshot:
     previews: list[Path] = field(default_factory=list)   # grid PNGs, oldest first (the time-lapse)
     samples: torch.Tensor | None = None                  # the newest fixed-seed samples, [-1, 1]
     rollback: str | None = None                          # the newest rollback after divergence, in words
+    disk_full: str | None = None                         # why training waits for disk space, in words
     error: str | None = None
 
 
@@ -124,8 +125,7 @@ class TrainingSession:
             self._running.set()
             self._budget = budget
             self._generator = None
-            self._snap = Snapshot(state=STARTING, run_dir=run_dir,
-                                  previews=sorted((run_dir / "samples").glob("step-*.png")))
+            self._snap = Snapshot(state=STARTING, run_dir=run_dir, previews=_previews(run_dir))
             cadence = dataclasses.replace(self.cadence, kid_minutes=kid_minutes)   # chosen per run
             self._thread = threading.Thread(target=self._work, args=(open_run, cadence), name="training", daemon=True)
             self._thread.start()
@@ -134,9 +134,10 @@ class TrainingSession:
         _yield_to_the_page()
         try:
             run = open_run()
-            with self._lock:   # read after a resume has dropped what was logged past its checkpoint
+            with self._lock:   # read after a resume has dropped what was recorded past its checkpoint
                 self._snap.history = _thin(read_log(run.run_dir), self.history_limit)
                 self._snap.metrics = read_metrics(run.run_dir)
+                self._snap.previews = _previews(run.run_dir)
                 self._snap.config = run.trainer.config
                 self._snap.numerics = run.trainer.numerics.describe()
                 if self._snap.state == STARTING:
@@ -146,7 +147,8 @@ class TrainingSession:
                       on_preview=lambda path, images: self._on_preview(run, path, images),
                       on_measuring=self._on_measuring, on_metrics=self._on_metrics,
                       on_metrics_failed=self._on_metrics_failed,
-                      on_rollback=lambda rollback: self._on_rollback(run, rollback))
+                      on_rollback=lambda rollback: self._on_rollback(run, rollback),
+                      on_disk_full=self._on_disk_full, on_disk_space=lambda: self._on_disk_full(None))
         except Exception as error:   # shown in the UI; the run's last checkpoint stays on disk
             traceback.print_exc()
             with self._lock:
@@ -197,12 +199,22 @@ class TrainingSession:
             snap.metrics = [row for row in snap.metrics if row["step"] <= rollback.step]
             snap.previews = [path for path in snap.previews if preview_step(path) <= rollback.step]
 
+    def _on_disk_full(self, message: str | None) -> None:
+        """Training waits for disk space (`message` says so), or goes on again (None)."""
+        with self._lock:
+            self._snap.disk_full = message
+
     def _on_preview(self, run: TrainingRun, path: Path, images: torch.Tensor) -> None:
         state = {k: v.detach().to("cpu", copy=True) for k, v in run.trainer.G_ema.state_dict().items()}
         with self._lock:
             self._snap.previews.append(path)
             self._snap.samples = images
             self._generator = (state, run.trainer.config)
+
+
+def _previews(run_dir: Path) -> list[Path]:
+    """The run's time-lapse on disk, oldest first."""
+    return sorted((run_dir / "samples").glob("step-*.png"))
 
 
 def _thin(rows: list[dict], limit: int) -> list[dict]:

@@ -257,6 +257,8 @@ def status_line(snap: Snapshot) -> str:
                 parts.append(f"ETA {_duration(snap.eta_seconds)}")
     if snap.rollback:
         parts.append(snap.rollback)
+    if snap.disk_full:
+        parts.append(snap.disk_full)
     if snap.metrics:
         newest = snap.metrics[-1]
         parts.append(f"KID {newest['kid'] * 1000:.1f}×10⁻³ at step {newest['step']:,}")
