@@ -154,6 +154,7 @@ class TrainingSession:
             with self._lock:
                 self._snap.state = FAILED
                 self._snap.measuring = False
+                self._snap.disk_full = None   # the error says what became of the wait
                 self._snap.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             return
         with self._lock:
