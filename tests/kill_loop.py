@@ -53,7 +53,7 @@ from studio.run import TrainingRun, preview_step, read_log
 
 # ADA moves p at every step (from 0.5, by 4/2000 per step), so a p that does not resume shows.
 CONFIG = TrainConfig(**TINY, augment_p_init=0.5, ada_interval=1, ada_images_to_full=2000)
-CHECKPOINT_MINUTES = ("1e-9", "0.02")   # after every step; every 1.2 s
+CHECKPOINTS = (("after every step", "1e-9"), ("every 1.2 s", "0.02"))   # in words, and --checkpoint-minutes
 FINAL_STEPS = 12            # trained by the last process, which ends by itself
 START_TIMEOUT_SECONDS = 300  # only against a child that hangs; no speed is asked for
 
@@ -92,11 +92,13 @@ def main() -> int:
 
     expected = inspect_killed_run(run_dir, report)
     for kill in range(1, args.kills + 1):
+        delay, (checkpoints, minutes) = chance.uniform(0, args.max_delay), CHECKPOINTS[kill % 2]
         children.run(run_dir, lambda output: confirm_resume(run_dir, expected, output, report),
-                     kill_after=chance.uniform(0, args.max_delay), checkpoint_minutes=CHECKPOINT_MINUTES[kill % 2])
+                     kill_after=delay, checkpoint_minutes=minutes)
         expected = inspect_killed_run(run_dir, report)
-        print(f"kill {kill}: resumable at step {expected.step}; {len(expected.partials)} write(s) cut short",
-              file=sys.stderr, flush=True)
+        print(f"kill {kill}, {delay:.2f} s into training, checkpoints {checkpoints}: resumable "
+              f"at step {expected.step}, {len(expected.stale)} preview(s) past it, "
+              f"{len(expected.partials)} write(s) cut short", file=sys.stderr, flush=True)
 
     final_step = expected.step + FINAL_STEPS
     result = children.run(run_dir, lambda output: confirm_resume(run_dir, expected, output, report), steps=final_step)
@@ -143,7 +145,7 @@ class Children:
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
     def run(self, run_dir: Path, on_training, kill_after: float | None = None, steps: int | None = None,
-            checkpoint_minutes: str = CHECKPOINT_MINUTES[0]) -> dict | None:
+            checkpoint_minutes: str = CHECKPOINTS[0][1]) -> dict | None:
         """Start one; once it says it trains, call `on_training(lines it printed)`; SIGKILL it
         `kill_after` seconds later, or let it train to `steps` and end. Returns the JSON it
         printed last, if any."""
@@ -164,7 +166,7 @@ class Children:
             child.wait()
         if child.returncode not in (0, -signal.SIGKILL):
             raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}; see {self.log}")
-        return json.loads(output[-1]) if output[-1].startswith("{") else None
+        return json.loads(output[-1]) if output and output[-1].startswith("{") else None
 
 
 def _lines_of(child: subprocess.Popen):

@@ -52,6 +52,7 @@ def test_a_run_killed_four_times_at_random_loses_nothing(tmp_path):
     done = subprocess.run([sys.executable, str(KILL_LOOP), "--kills", "4", "--seed", "1", "--workdir", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)
 
+    assert done.stdout.strip(), done.stderr[-3000:]
     summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["problems"] == [] and summary["passed"], done.stderr[-3000:]
     assert done.returncode == 0
