@@ -240,13 +240,15 @@ def test_help_lists_the_commands_and_the_studio_options(capsys):
 
 def test_no_command_opens_the_studio(monkeypatch, tmp_path):
     import studio.ui.app
+    from studio.ui.dataset_tab import UploadLimits
 
     calls = []
     monkeypatch.setattr(studio.ui.app, "launch", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)
     assert main(["--workspace", str(tmp_path), "--port", "7999", "--no-browser"]) == 0
     assert main([]) == 0
-    assert calls == [((tmp_path, "127.0.0.1", 7999), {"open_browser": False}),
-                     ((Path("."), "127.0.0.1", None), {"open_browser": True})]
+    defaults = {"auth": None, "uploads": UploadLimits()}      # this computer only: no password needed
+    assert calls == [((tmp_path, "127.0.0.1", 7999), {"open_browser": False, **defaults}),
+                     ((Path("."), "127.0.0.1", None), {"open_browser": True, **defaults})]
 
 
 def test_the_headless_commands_do_not_load_gradio():
