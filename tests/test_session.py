@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 
 import pytest
@@ -127,3 +129,29 @@ def test_the_live_generator_renders_what_the_previews_show(session, dataset32, t
     with torch.no_grad():
         rendered = generator(seeds_to_z(list(range(4)), config.z_dim)).clamp(-1, 1)
     torch.testing.assert_close(rendered, snap.samples[:4], atol=1e-5, rtol=0)
+
+
+def _os_threads() -> int:
+    """Threads of this process as the kernel counts them: Python's and OpenMP's workers alike."""
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux's /proc")
+def test_fifty_start_pause_resume_stop_cycles_leave_no_threads_behind(session, dataset32, tmp_path):
+    def cycle(first: bool) -> None:
+        if first:
+            session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget())
+        else:
+            session.resume(tmp_path / "run", Budget())
+        wait_for(lambda: session.snapshot().state == TRAINING)
+        session.pause()
+        session.unpause()
+        session.stop(timeout=30)
+        assert session.snapshot().state == FINISHED
+
+    cycle(first=True)                  # the first run starts the pools every later one reuses
+    python_threads, threads = threading.active_count(), _os_threads()
+    for _ in range(49):
+        cycle(first=False)
+    assert "training" not in {thread.name for thread in threading.enumerate()}
+    assert threading.active_count() <= python_threads and _os_threads() <= threads
