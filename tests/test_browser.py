@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,26 +19,25 @@ import pytest
 
 from browser import (ARGS, CHROMIUM, choose, fill_number, move_slider, radio, select_sample, thumbnails,
                      type_seed)
+from conftest import draw_shapes
 from studio.cli import main
 
-EMOJI = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "emoji"
 FRAMES = 16
 TIMEOUT_MS = 90_000        # only guards against a hung page; every wait is on a condition
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                                      "(apt-get install chromium chromium-driver)"),
-    pytest.mark.skipif(not EMOJI.is_dir(), reason=f"needs the emoji images at {EMOJI}"),
 ]
 
 
 @pytest.fixture
 def paintings(tmp_path) -> Path:
-    """24 real emoji and one stray text file, as an artist's folder might hold."""
+    """24 paintings of coloured shapes and one stray text file, as an artist's folder might hold."""
     folder = tmp_path / "my paintings"
     folder.mkdir()
-    for source in sorted(EMOJI.glob("*.png"))[:24]:
-        shutil.copy(source, folder)
+    for index, painting in enumerate(draw_shapes(24, 64, seed=7)):
+        painting.save(folder / f"painting {index:02d}.png")
     (folder / "notes.txt").write_text("a shopping list, not a painting")
     return folder
 
@@ -90,7 +88,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
 
     # 1. Dataset: drop the folder, name it, store at 64 px.
     page.locator("#dataset-upload input[type=file]").set_input_files(str(paintings))
-    page.locator("#dataset-name").get_by_role("textbox").fill("emoji test")
+    page.locator("#dataset-name").get_by_role("textbox").fill("shapes test")
     page.get_by_text("Options", exact=True).click()
     radio(page, "dataset-resolution", "64")
     page.locator("#dataset-ingest").click()
@@ -101,7 +99,7 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
 
     # 2. Train a tiny model for a few steps.
     page.get_by_role("tab", name="2 · Train").click()
-    expect(page.locator("#train-dataset input")).to_have_value("emoji-test")
+    expect(page.locator("#train-dataset input")).to_have_value("shapes-test")
     radio(page, "train-resolution", "32")
     radio(page, "train-model-size", "Tiny · 8")
     radio(page, "train-duration-unit", "steps")
@@ -125,8 +123,8 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     # 3. Explore the saved run: a slider moves the selected sample; keyframes from two typed seeds
     #    and a slider state; a GIF and an MP4; the MP4 rendered again from its sidecar.
     page.get_by_role("tab", name="3 · Explore").click()
-    choose(page, "explore-model", re.escape("emoji-test-32px"))
-    expect(page.locator("#explore-status")).to_contain_text("emoji-test-32px · 32 px")
+    choose(page, "explore-model", re.escape("shapes-test-32px"))
+    expect(page.locator("#explore-status")).to_contain_text("shapes-test-32px · 32 px")
     expect(thumbnails(page, "explore-gallery")).to_have_count(16)
     select_sample(page, 1)
     for seed in (3, 17):
