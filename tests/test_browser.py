@@ -19,7 +19,7 @@ import pytest
 
 from browser import (ARGS, CHROMIUM, choose, fill_number, move_slider, radio, select_sample, thumbnails,
                      type_seed)
-from conftest import draw_shapes
+from conftest import draw_shapes, needs_inception
 from studio.cli import main
 
 FRAMES = 16
@@ -83,6 +83,7 @@ def download(page, button_id: str, suffix: str, folder: Path) -> Path:
     return path
 
 
+@needs_inception
 def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, paintings, screenshots, tmp_path):
     from playwright.sync_api import expect
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 import studio.checkpoint as checkpoint
 import studio.files as files
-from conftest import TINY
+from conftest import TINY, needs_inception
 from studio.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, GENERATOR_FORMAT, CheckpointError, config_of,
                                export_generator, latest_checkpoint, list_checkpoints, load_checkpoint,
                                load_generator, restore_trainer, save_checkpoint)
@@ -328,6 +328,7 @@ def test_a_run_resumes_where_its_checkpoint_left_off(dataset32, tiny_config, tmp
     assert [row["step"] for row in read_log(run_dir)] == [1, 2, 3, 4, 5]
 
 
+@needs_inception
 def test_a_run_measures_kid_on_its_cadence_and_keeps_it_across_a_resume(dataset32, tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     run = TrainingRun.start(dataset32, run_dir, tiny_config)
@@ -350,6 +351,7 @@ def test_a_run_measures_kid_on_its_cadence_and_keeps_it_across_a_resume(dataset3
     assert [row["step"] for row in read_metrics(run_dir)] == [1, 2, 3]
 
 
+@needs_inception
 def test_a_failing_measurement_is_reported_once_and_training_goes_on(dataset32, tiny_config, tmp_path,
                                                                        monkeypatch):
     def dataset_gone(self, samples):
@@ -365,6 +367,7 @@ def test_a_failing_measurement_is_reported_once_and_training_goes_on(dataset32, 
     assert read_metrics(tmp_path / "run") == []
 
 
+@needs_inception
 def test_a_stopped_run_ends_without_measuring(dataset32, tiny_config, tmp_path):
     run = TrainingRun.start(dataset32, tmp_path / "run", tiny_config)
     run.train(Budget(steps=5), Cadence(kid_minutes=60, kid_samples=8), should_stop=lambda: run.trainer.step_count >= 1)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import needs_inception
 from studio.checkpoint import latest_checkpoint, list_checkpoints
 from studio.cli import CountProgress, main
 
@@ -109,6 +110,7 @@ def test_train_then_resume(dataset32, tmp_path, capsys):
     assert result["metrics"] is None                                  # KID only when asked for
 
 
+@needs_inception
 def test_train_can_measure_kid_as_it_goes(dataset32, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = main(["train", str(dataset32), "--out", str(run_dir), *TINY_TRAIN, "--steps", "2",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import needs_inception
 from studio import metrics
 from studio.cli import main
 from studio.data import load_images
@@ -25,11 +26,13 @@ def shapes_features(dataset32, inception):
     return inception_features(load_images(dataset32, 32), inception)
 
 
+@needs_inception
 def test_features_are_2048_numbers_per_image(shapes_features):
     assert shapes_features.shape == (24, 2048)
     assert torch.isfinite(shapes_features).all()
 
 
+@needs_inception
 def test_kid_of_a_set_against_itself_is_about_zero_and_against_noise_large(shapes_features, inception):
     noise = torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     noise_features = inception_features(noise, inception)
@@ -46,6 +49,7 @@ def test_fid_of_identical_sets_is_zero_and_grows_with_a_shift():
     assert fid(features, features + 1.0) == pytest.approx(8.0, rel=1e-6)   # |mean shift|^2 = 8 * 1^2
 
 
+@needs_inception
 def test_nearest_finds_a_copied_painting(shapes_features):
     copies = shapes_features[[5, 17]]
     indices, distances = nearest(copies, shapes_features)
@@ -53,6 +57,7 @@ def test_nearest_finds_a_copied_painting(shapes_features):
     assert distances.abs().max() < 1e-6
 
 
+@needs_inception
 def test_dataset_features_are_cached_in_the_dataset(dataset32, inception, tmp_path):
     copy = tmp_path / "shapes"
     shutil.copytree(dataset32, copy)
@@ -78,6 +83,7 @@ def test_a_missing_package_says_how_to_install_it(monkeypatch):
         metrics.inception_path()
 
 
+@needs_inception
 def test_evaluate_cli_prints_json_last(tiny_run_dir, dataset32, capsys, tmp_path):
     dataset = tmp_path / "shapes"                       # no cached features yet
     shutil.copytree(dataset32, dataset, ignore=shutil.ignore_patterns("features"))
@@ -98,6 +104,7 @@ def test_evaluate_cli_without_the_package_is_one_clear_error(tiny_run_dir, datas
     assert "error: KID and FID need the Inception weights" in err and "Traceback" not in err
 
 
+@needs_inception
 def test_inception_file_is_found_without_importing_the_package():
     path = metrics.inception_path()
     assert path.name == "default_1.pt" and Path(path).is_file()

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import FAST_CADENCE, TINY, wait_for
+from conftest import FAST_CADENCE, TINY, needs_inception, wait_for
 from studio.checkpoint import list_checkpoints
 from studio.config import TrainConfig
 from studio.run import Budget
@@ -36,6 +36,7 @@ def test_a_run_trains_to_its_budget_and_leaves_a_checkpoint(session, dataset32, 
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-000000004.pt"]
 
 
+@needs_inception
 def test_kid_measurements_reach_the_snapshot(session, dataset32, tmp_path):
     session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=2), kid_minutes=60)
     snap = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s)
@@ -43,6 +44,7 @@ def test_kid_measurements_reach_the_snapshot(session, dataset32, tmp_path):
     assert not snap.measuring and snap.metrics_error is None
 
 
+@needs_inception
 def test_a_resumed_run_shows_only_what_its_checkpoint_has_seen(session, dataset32, tmp_path):
     session.start(dataset32, tmp_path / "run", TrainConfig(**TINY), Budget(steps=2), kid_minutes=60)
     measured = wait_for(lambda: (s := session.snapshot()).state == FINISHED and s).metrics[0]

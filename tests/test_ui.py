@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from browser import free_port
-from conftest import FAST_CADENCE, STUDIO_TINY, wait_for
+from conftest import FAST_CADENCE, STUDIO_TINY, needs_inception, wait_for
 from frames import read_frames_zip
 from studio.checkpoint import export_generator, latest_checkpoint, list_checkpoints
 from studio import backbone, metrics
@@ -144,6 +144,7 @@ def test_the_averaged_loss_curve_stays_put_as_the_run_goes_on():
     assert g_after.iloc[:done].equals(g_before.iloc[:done])
 
 
+@needs_inception
 def test_kid_every_few_minutes_is_plotted_beside_the_losses(workspace, session, ingested):
     tab = TrainTab(workspace, session)
     tab.start(**settings(ingested, kid_minutes=30))            # due once, when the 3 steps are done
@@ -365,6 +366,7 @@ def test_sliders_beyond_a_generators_directions_are_hidden_and_ignored(workspace
     assert tab.reset(small_z, recipe)[0] == 0
 
 
+@needs_inception
 def test_explore_pairs_each_shown_sample_with_its_nearest_painting(explore, workspace, dataset32):
     shutil.copytree(dataset32, workspace.dataset_dir("shapes"))   # features get cached beside it
     (workspace.run_dir("tiny") / "run.json").write_text(json.dumps({"dataset": str(workspace.dataset_dir("shapes"))}))
@@ -377,6 +379,7 @@ def test_explore_pairs_each_shown_sample_with_its_nearest_painting(explore, work
     assert note.startswith("Small distances mean near-copies") and "**" in note
 
 
+@needs_inception
 def test_a_copied_painting_is_found_at_distance_zero(dataset32, tmp_path):
     dataset = shutil.copytree(dataset32, tmp_path / "shapes")
     paintings = load_images(dataset, 32)
