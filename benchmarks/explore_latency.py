@@ -84,7 +84,7 @@ def main() -> None:
                 for move in range(args.moves):
                     amounts[move % 4] = (-1) ** move * (1 + move % 3)  # here and there along four directions
                     start = time.perf_counter()
-                    picture = move_slider(page, client.session_hash, f"explore_move_{move % 4}", [run, None, *amounts])
+                    picture = post_slider_move(page, client.session_hash, f"explore_move_{move % 4}", [run, None, *amounts])
                     page.get(picture["url"]).raise_for_status()
                     served.append(time.perf_counter() - start)
             in_browser = [] if args.no_browser else browser_moves(demo.local_url, run, args.moves)
@@ -173,7 +173,7 @@ def browser_moves(url: str, run: str, moves: int) -> list[float]:
     return times
 
 
-def move_slider(page, session_hash: str, event: str, inputs: list) -> dict:
+def post_slider_move(page, session_hash: str, event: str, inputs: list) -> dict:
     """The new picture's file data, as the page's direct call returns it (the session's state
     inputs are sent as None: the server holds them)."""
     answer = page.post(f"/gradio_api/run/{event}", json={"data": inputs, "session_hash": session_hash})
