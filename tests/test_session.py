@@ -156,4 +156,6 @@ def test_fifty_start_pause_resume_stop_cycles_leave_no_threads_behind(session, d
     for _ in range(49):
         cycle(first=False)
     assert "training" not in {thread.name for thread in threading.enumerate()}
-    assert threading.active_count() <= python_threads and _os_threads() <= threads
+    assert threading.active_count() <= python_threads
+    # A joined thread can still be unwinding in the kernel for a moment; a leaked one never leaves.
+    wait_for(lambda: _os_threads() <= threads, timeout=10)
