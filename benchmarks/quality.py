@@ -3,6 +3,7 @@
     python benchmarks/quality.py DATASET_DIR --minutes M [--res 64] [--points 4] [--n 300] [--out DIR]
     python benchmarks/quality.py DATASET_DIR --minutes 20 --recipes projected:2 fastgan:2 dcgan
     python benchmarks/quality.py DATASET_DIR --minutes 5 --recipes --try p96 discriminator=projected projection_size=96
+    python benchmarks/quality.py DATASET_DIR --minutes 10 --recipes fastgan --from checkpoints/demo
 
 Every recipe trains on the same dataset for the same M minutes of training time (the clock
 stops while samples are measured), each in the numerics the "auto" probe picks for it. The
@@ -21,7 +22,9 @@ FID of n samples (seeds 0..n-1, rendered by G_ema) are measured against the data
 
 `NAME:K` trains K seeds of a recipe (seeds 0..K-1), so that a difference can be told from one
 run's noise. `--try NAME KEY=VALUE ...` adds a variant (values are JSON: 8, 3e-4, false, [],
-"bce"), on top of the recipe of the discriminator it names (the default one otherwise).
+"bce"), on top of the recipe of the discriminator it names (the default one otherwise). `--from
+MODEL` adds a run fine-tuned from that model (finetune.py: the default recipe in the model's shape),
+to set against the same recipe trained from scratch.
 
 Prints a Markdown table; writes, into --out, a contact sheet per run (32 samples) and each run's
 folder (runs/NAME: checkpoint, generator, run.json), which the studio can open; the last line
@@ -36,6 +39,7 @@ import shutil
 from pathlib import Path
 
 from studio.config import TrainConfig
+from studio.finetune import StartingPoint, starting_point
 from studio.latent import seeds_to_z
 from studio.metrics import dataset_features, fid, generated_images, inception_features, kid, load_inception
 from studio.render import grid_image, save_png
@@ -56,10 +60,11 @@ RECIPES = {
 class Contender:
     """One recipe and seed, trained in turns with the others."""
 
-    def __init__(self, name: str, config: TrainConfig, dataset: Path, run_dir: Path):
+    def __init__(self, name: str, config: TrainConfig, dataset: Path, run_dir: Path,
+                 start_from: StartingPoint | None = None):
         shutil.rmtree(run_dir, ignore_errors=True)
         self.name = name
-        self.run = TrainingRun.start(dataset, run_dir, config)
+        self.run = TrainingRun.start(dataset, run_dir, config, start_from)
         self.trainer = self.run.trainer
         self.trained = 0.0      # seconds spent in steps
         self.signs: list[float] = []
@@ -138,6 +143,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", default=["projected", "fastgan", "dcgan"], metavar="NAME[:SEEDS]")
     parser.add_argument("--try", dest="variants", nargs="+", action="append", default=[],
                         metavar="NAME KEY=VALUE", help="also train a variant")
+    parser.add_argument("--from", dest="start_from", type=Path, metavar="MODEL",
+                        help="also fine-tune from this run or generator file")
     args = parser.parse_args()
 
     configs = {}
@@ -147,12 +154,18 @@ def main() -> None:
                 **{"resolution": args.res, "seed": seed, **RECIPES[name]})
     for name, changes in map(parse_variant, args.variants):
         configs[name] = TrainConfig(**{"resolution": args.res, **changes})
+    sources = {}
+    if args.start_from:
+        name = f"from-{args.start_from.stem if args.start_from.is_file() else args.start_from.name}"
+        sources[name] = starting_point(args.start_from)
+        configs[name] = sources[name].config_for()
 
     network = load_inception()
     real_features = dataset_features(args.dataset, args.res, network)
     print(f"{args.dataset}: {len(real_features)} images at {args.res} px; {args.minutes} min per run, "
           f"KID/FID of {args.n} samples at {args.points} points, in turns of {args.slice} s", flush=True)
-    contenders = [Contender(name, config, args.dataset, args.out / "runs" / name) for name, config in configs.items()]
+    contenders = [Contender(name, config, args.dataset, args.out / "runs" / name, sources.get(name))
+                  for name, config in configs.items()]
     for point in range(1, args.points + 1):
         target = args.minutes * 60 * point / args.points
         turn = 0.0

@@ -7,6 +7,9 @@ optimizers, the augmentation controller and the RNG state. Files are written who
 disk at any instant leaves the previous checkpoint whole. Weights that are NaN or infinite are
 never written, so a diverged run cannot replace its last good checkpoint or export. Loading uses
 `weights_only=True`: a checkpoint from a stranger cannot run code.
+
+Generator exports are .safetensors files (generator_file.py), which hold no code at all; the
+earlier `generator.pt` exports, torch.save files, still load.
 """
 from __future__ import annotations
 
@@ -19,15 +22,19 @@ import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig
+from . import generator_file
 from .files import write_torch
 from .models import build_generator
 from .numerics import Numerics, resolve_device
 from .trainer import Trainer
 
 CHECKPOINT_FORMAT = "gan-art-studio/checkpoint"
-GENERATOR_FORMAT = "gan-art-studio/generator"
+GENERATOR_FORMAT = "gan-art-studio/generator"   # of the torch.save exports, version 1
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+# A run folder's generator export, which the trainer replaces at every checkpoint: the name runs
+# write now, then the one earlier runs wrote.
+EXPORT_NAMES = ("generator.safetensors", "generator.pt")
 
 
 class CheckpointError(Exception):
@@ -83,6 +90,11 @@ def _tensors(module: nn.Module):
     """Weights and buffers (BatchNorm statistics, the projected D's fixed mixing): what its state
     dict holds besides extra state such as the pretrained weights' hash."""
     return itertools.chain(module.parameters(), module.buffers())
+
+
+def export_of(run_dir: str | Path) -> Path | None:
+    """A run folder's generator export, None if it has none yet."""
+    return next((path for name in EXPORT_NAMES if (path := Path(run_dir) / name).exists()), None)
 
 
 def step_of(path: Path) -> int:
@@ -159,13 +171,36 @@ def load_state(trainer: Trainer, payload: dict) -> None:
         raise CheckpointError(f"the checkpoint does not fit the networks it names: {error}") from error
 
 
-def export_generator(trainer: Trainer, path: str | Path) -> Path:
-    """G_ema and its config only: small, enough to render and explore, nothing to resume."""
+def export_generator(trainer: Trainer, path: str | Path, provenance: dict | None = None) -> Path:
+    """G_ema, its config and `provenance` as a .safetensors file: small, enough to render,
+    explore and fine-tune from, nothing to resume."""
     path = Path(path)
     _refuse_non_finite(trainer, ("G_ema",), path)
-    _save({"format": GENERATOR_FORMAT, "version": FORMAT_VERSION,
-           "config": trainer.config.to_dict(), "G_ema": trainer.G_ema.state_dict()}, path)
-    return path
+    provenance = {"step": trainer.step_count, "images_seen": trainer.images_seen, **(provenance or {})}
+    try:
+        return generator_file.write(path, trainer.G_ema.state_dict(), trainer.config, provenance)
+    except OSError as error:
+        raise CheckpointError(f"could not write {path} ({error.strerror or error}); "
+                              "the previous export is untouched") from error
+
+
+def read_export(source: str | Path, data: bytes | None = None) -> tuple[dict, TrainConfig, dict]:
+    """(G_ema's weights, config, provenance) of a generator export of either format, or of a
+    checkpoint file; `data`: the file's bytes when the caller has read them already."""
+    source = Path(source)
+    if data is None:
+        try:
+            data = source.read_bytes()
+        except FileNotFoundError as error:
+            raise CheckpointError(f"{source} does not exist") from error
+    if generator_file.is_safetensors(data):
+        try:
+            return generator_file.read(data)
+        except generator_file.GeneratorFileError as error:
+            raise CheckpointError(f"{source} cannot be read: {error}") from error
+    payload = _read(source, (CHECKPOINT_FORMAT, GENERATOR_FORMAT), data)
+    provenance = {key: payload[key] for key in ("step", "images_seen") if key in payload}
+    return payload["G_ema"], config_of(payload), provenance
 
 
 def load_generator(source: str | Path, device: torch.device | str = "cpu",
@@ -176,9 +211,12 @@ def load_generator(source: str | Path, device: torch.device | str = "cpu",
     source = Path(source)
     if data is None and source.is_dir():
         _, payload = latest_checkpoint(source)
+        weights, config = payload["G_ema"], config_of(payload)
     else:
-        payload = _read(source, (CHECKPOINT_FORMAT, GENERATOR_FORMAT), data)
-    config = config_of(payload)
+        weights, config, _ = read_export(source, data)
     generator = build_generator(config)
-    generator.load_state_dict(payload["G_ema"])
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"{source} does not fit the generator its config names: {error}") from error
     return generator.to(device).eval().requires_grad_(False), config

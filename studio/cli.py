@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_generator
+from .checkpoint import CheckpointError, load_generator, read_export
 from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
@@ -25,7 +25,8 @@ from .latent import EASINGS, Recipe, even_walk
 from .metrics import Evaluation, evaluate, load_inception
 from .packaged import WeightsUnavailable
 from .render import grid_image, render_seeds, save_png, to_pil_images
-from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun
+from .finetune import starting_point
+from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun, export_for_sharing
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
@@ -122,12 +123,18 @@ def add_train(commands) -> None:
     p = commands.add_parser("train", help="train a GAN on a dataset folder")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR")
-    p.add_argument("--res", type=_positive(int), default=64, help="training resolution, a power of two (default 64)")
+    p.add_argument("--res", type=_positive(int),
+                   help=f"training resolution, a power of two (default {TrainConfig.resolution}, or --from's)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive(int), help="stop at this total step count")
     budget.add_argument("--minutes", type=_positive(float), help="stop after this many minutes")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its newest checkpoint")
-    p.add_argument("--width", type=_positive(int), default=TrainConfig.width, help="model width multiplier")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its newest checkpoint")
+    start.add_argument("--from", dest="start_from", type=Path, metavar="RUN_OR_GENERATOR",
+                       help="fine-tune: start from a trained model (a run folder, a checkpoint or a generator "
+                            "file such as checkpoints/demo) instead of from scratch; the networks' shape "
+                            "(--res, --width, --z-dim, --arch) and the discriminator default to its own")
+    p.add_argument("--width", type=_positive(int), help=f"model width multiplier (default {TrainConfig.width})")
     p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size)
     p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
     p.add_argument("--no-augment", action="store_true", help="turn off DiffAugment and flips")
@@ -138,9 +145,9 @@ def add_train(commands) -> None:
     p.add_argument("--projection-size", type=_positive(int), metavar="PX",
                    help="size images are resized to for the projected discriminator (default twice --res, "
                         "from 64 to 256)")
-    p.add_argument("--arch", choices=ARCHITECTURES, default=TrainConfig.architecture,
+    p.add_argument("--arch", choices=ARCHITECTURES,
                    help="the generator: fastgan (default) or the textbook dcgan, for comparisons")
-    p.add_argument("--z-dim", type=_positive(int), default=TrainConfig.z_dim)
+    p.add_argument("--z-dim", type=_positive(int), help=f"latent size (default {TrainConfig.z_dim})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto measures what is fastest")
     p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS, help="auto measures what is fastest")
@@ -163,14 +170,20 @@ def run_train(args) -> int:
         run = TrainingRun.resume(args.out, args.dataset)
         print(f"Resuming {args.out} at step {run.trainer.step_count}")
     else:
+        start_from = starting_point(args.start_from) if args.start_from else None
         # --arch dcgan alone means the DCGAN pair: a DCGAN G is for comparisons with its own D.
-        discriminator = args.discriminator or ("dcgan" if args.arch == "dcgan" else TrainConfig.discriminator)
+        discriminator = args.discriminator or ("dcgan" if args.arch == "dcgan" else None)
         augmentation = dict(augment=(), flip=False) if args.no_augment else {}
-        config = TrainConfig(discriminator=discriminator, resolution=args.res, width=args.width, batch_size=args.batch,
-                             loss=args.loss, architecture=args.arch, projection_size=args.projection_size,
-                             z_dim=args.z_dim, device=args.device, precision=args.precision,
-                             memory_format=args.memory_format, seed=args.seed, **augmentation)
-        run = TrainingRun.start(args.dataset, args.out, config)
+        given = dict(discriminator=discriminator, resolution=args.res, width=args.width, batch_size=args.batch,
+                     loss=args.loss, architecture=args.arch, projection_size=args.projection_size,
+                     z_dim=args.z_dim, device=args.device, precision=args.precision,
+                     memory_format=args.memory_format, seed=args.seed, **augmentation)
+        if start_from:
+            config = start_from.config_for(**given)
+            print(f"Fine-tuning the {start_from.describe()}")
+        else:
+            config = TrainConfig(**{name: value for name, value in given.items() if value is not None})
+        run = TrainingRun.start(args.dataset, args.out, config, start_from)
     trainer = run.trainer
     print(f"Training {trainer.config.architecture} G, {trainer.config.discriminator} D at {trainer.config.resolution} px on "
           f"{len(trainer.images)} images; {trainer.numerics.describe()}")
@@ -288,7 +301,7 @@ WALK_DEFAULTS = {"seeds": None, "frames": 60, "fps": 24.0, "loop": False, "ping_
 def add_interpolate(commands) -> None:
     p = commands.add_parser("interpolate", help="render a walk between seeds as a GIF, an MP4 or a zip of frames")
     p.add_argument("source", type=Path, nargs="?", metavar="RUN_OR_GENERATOR",
-                   help="a run folder, generator.pt or checkpoint (with --from-sidecar: only if it has moved)")
+                   help="a run folder, generator export or checkpoint (with --from-sidecar: only if it has moved)")
     absent = argparse.SUPPRESS
     p.add_argument("--seeds", type=_seed_list, default=absent, help="keyframe seeds in order, e.g. 3,17,42")
     p.add_argument("--frames", type=_positive(int), default=absent, help="frames in all (default 60)")
@@ -472,6 +485,28 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- export
+def add_export(commands) -> None:
+    p = commands.add_parser("export", help="write a run's generator as one .safetensors file, to share or to "
+                                           "fine-tune from")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.safetensors")
+    p.add_argument("--full-precision", action="store_true",
+                   help="keep the weights in fp32 (default: half precision, half the size)")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args) -> int:
+    if args.out.suffix != ".safetensors":
+        raise ConfigError(f"{args.out}: a generator file's name ends in .safetensors")
+    path = export_for_sharing(args.run_dir, args.out, half=not args.full_precision)
+    _, config, provenance = read_export(path)
+    print(f"Wrote the {config.resolution} px generator of {args.run_dir} at step {provenance['step']} to {path}")
+    print(json.dumps({"out": str(path), "bytes": path.stat().st_size, "step": provenance["step"],
+                      "resolution": config.resolution, "provenance": provenance}))
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -481,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest(commands)
     add_train(commands)
     add_generate(commands)
+    add_export(commands)
     add_evaluate(commands)
     add_interpolate(commands)
     return parser

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import checkpoint_dir, latest_checkpoint, load_generator
+from .checkpoint import EXPORT_NAMES, checkpoint_dir, latest_checkpoint, load_generator, export_of
 from .config import TrainConfig
 from .data import load_images
 from .directions import Directions, DirectionLabels, cached_directions, find_directions
@@ -34,7 +34,6 @@ WALK_FORMATS = ("gif", "mp4", "zip", "png")    # png: the keyframes' contact she
 STRIP_OFFSETS = (-3.0, 0.0, 3.0)               # what a direction's preview strip shows, in σ
 STRIP_TILE = 64            # px per picture in a strip, whatever the model's resolution
 PREVIEW_SIZE = 128         # px of the quick preview
-GENERATOR_EXPORT = "generator.pt"   # a run folder's export, which the trainer replaces at every checkpoint
 SIDECAR_FORMAT = "gan-art-studio/walk"
 STILL_FORMAT = "gan-art-studio/still"
 LOOP_KEYFRAMES = 6        # on a seamless loop's circle; its moves are short arcs, so it looks round
@@ -73,8 +72,7 @@ def generator_file(source: str | Path) -> Path:
         if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
         return source
-    export = source / GENERATOR_EXPORT
-    return export if export.exists() else latest_checkpoint(source)[0]
+    return export_of(source) or latest_checkpoint(source)[0]
 
 
 def open_model(source: str | Path) -> Model:
@@ -90,11 +88,11 @@ def open_model(source: str | Path) -> Model:
 
 
 def run_folder_of(file: Path) -> Path | None:
-    """The run a weights file belongs to (RUN for RUN/generator.pt and RUN/checkpoints/step-N.pt),
+    """The run a weights file belongs to (RUN for RUN/generator.safetensors and RUN/checkpoints/step-N.pt),
     whose folder keeps the directions' names; None for a generator file of no run."""
     if file.parent == checkpoint_dir(file.parent.parent):
         return file.parent.parent
-    return file.parent if file.name == GENERATOR_EXPORT else None
+    return file.parent if file.name in EXPORT_NAMES else None
 
 
 def directions_cache(file: Path) -> Path:
@@ -122,7 +120,7 @@ class _Weights:
 def _read_weights(file: str, mtime_ns: int, size: int) -> _Weights:
     """Keyed by modification time and size, so an unchanged file is read once. The file is read
     once, and its hash and its weights both come from those bytes: the trainer replaces
-    generator.pt at every checkpoint, and two reads could see two versions."""
+    the export at every checkpoint, and two reads could see two versions."""
     with open(file, "rb") as handle:
         written = os.fstat(handle.fileno()).st_mtime_ns     # of the file read, not of a newer one
         data = handle.read()

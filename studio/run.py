@@ -3,7 +3,7 @@
 RUN_DIR/
   run.json                 dataset path and config, written when the run starts
   checkpoints/step-*.pt    full resumable state, the newest few (see checkpoint.py)
-  generator.pt             G_ema export, refreshed with every checkpoint
+  generator.safetensors    G_ema export, refreshed with every checkpoint (generator.pt before)
   samples/step-*.png       fixed-seed preview grids, a time-lapse of training
   log.jsonl                one StepStats per line, for plots that survive a restart, and a row
                            {"event": "rollback", ...} for each rollback after divergence
@@ -11,7 +11,7 @@ RUN_DIR/
 
 A run that diverges (a loss that is not finite, an exploding gradient: see trainer.py) goes back
 to its newest checkpoint with both learning rates lowered, at most MAX_ROLLBACKS times; the
-checkpoint and generator.pt it goes back to are never overwritten by broken weights.
+checkpoint and generator export it goes back to are never overwritten by broken weights.
 
 A run survives being killed at any instant: every file is written whole or not at all (files.py),
 the log holds every step of a checkpoint before that checkpoint is written, and a run opens at
@@ -32,10 +32,12 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import (CheckpointError, checkpoint_dir, export_generator, latest_checkpoint, list_checkpoints,
-                         load_state, restore_trainer, save_checkpoint, step_of)
+from . import generator_file
+from .checkpoint import (EXPORT_NAMES, CheckpointError, checkpoint_dir, config_of, export_generator, latest_checkpoint,
+                         list_checkpoints, load_state, restore_trainer, save_checkpoint, step_of)
 from .config import ConfigError, TrainConfig
 from .data import load_images
+from .finetune import StartingPoint
 from .files import append_json_lines, read_json_lines, remove_partials, rewrite_json_lines, write_json
 from .latent import seeds_to_z
 from .metrics import evaluate, load_inception
@@ -136,28 +138,36 @@ def _at_once(write: Callable, *args):
 
 
 class TrainingRun:
-    def __init__(self, run_dir: Path, trainer: Trainer, dataset_dir: Path):
+    def __init__(self, run_dir: Path, trainer: Trainer, dataset_dir: Path, fine_tuned_from: dict | None = None):
         self.run_dir = run_dir
         self.trainer = trainer
         self.dataset_dir = dataset_dir
+        self.fine_tuned_from = fine_tuned_from      # StartingPoint.record() of the weights it began with
         self.preview_z = seeds_to_z(PREVIEW_SEEDS, trainer.config.z_dim)
         self.rollbacks: list[Rollback] = []
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def start(cls, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig) -> "TrainingRun":
+    def start(cls, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig,
+              start_from: StartingPoint | None = None) -> "TrainingRun":
+        """A new run; with `start_from`, its networks begin with those weights (finetune.py)."""
         run_dir, dataset_dir = Path(run_dir), Path(dataset_dir)
         if list_checkpoints(run_dir):
             raise RunError(f"{run_dir} already holds a run; resume it, or choose another folder")
+        if start_from is not None:
+            start_from.check_fits(config)       # before the paintings are read: that takes a while
         images = load_images(dataset_dir, config.resolution)
         trainer = Trainer(config, images)
+        if start_from is not None:
+            start_from.start(trainer)
+        fine_tuned_from = start_from.record() if start_from else None
         run_dir.mkdir(parents=True, exist_ok=True)
         # Relative too, so a workspace that is moved or copied whole still finds its dataset.
         relative = os.path.relpath(dataset_dir.resolve(), run_dir.resolve())
         _open_at(run_dir, 0)   # what a start that never reached a checkpoint left belongs to no run
         write_json(run_dir / "run.json", {"dataset": str(dataset_dir.resolve()), "dataset_relative": relative,
-                                          "config": config.to_dict()}, indent=2)
-        return cls(run_dir, trainer, dataset_dir)
+                                          "config": config.to_dict(), "fine_tuned_from": fine_tuned_from}, indent=2)
+        return cls(run_dir, trainer, dataset_dir, fine_tuned_from)
 
     @classmethod
     def resume(cls, run_dir: str | Path, dataset_dir: str | Path | None = None) -> "TrainingRun":
@@ -171,7 +181,7 @@ class TrainingRun:
         resolution = payload["config"]["resolution"]
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
         _open_at(run_dir, trainer.step_count)
-        return cls(run_dir, trainer, dataset_dir)
+        return cls(run_dir, trainer, dataset_dir, _run_record(run_dir).get("fine_tuned_from"))
 
     # ------------------------------------------------------------------ the loop
     def train(self, budget: Budget, cadence: Cadence = Cadence(),
@@ -284,7 +294,7 @@ class TrainingRun:
             raise Diverged(
                 f"still diverging after {MAX_ROLLBACKS} rollbacks (at step {diverged.step:,}: {diverged.diverged}), "
                 f"with the learning rates down to {trainer.config.lr_g:.3g} (G) and {trainer.config.lr_d:.3g} (D). "
-                f"The checkpoint at step {self.rollbacks[-1].step:,} and generator.pt are the last good state: "
+                f"The checkpoint at step {self.rollbacks[-1].step:,} and {EXPORT_NAMES[0]} are the last good state: "
                 f"continue the run to try again with still lower learning rates, or start a new one with "
                 f"another discriminator")
         load_state(trainer, self._last_good_state())
@@ -308,10 +318,14 @@ class TrainingRun:
 
     # ------------------------------------------------------------------ outputs
     def save(self, keep: int = 3, write: Callable = _at_once) -> Path:
-        """Write the checkpoint and generator.pt, each through `write` (a SpaceWait in training)."""
+        """Write the checkpoint and the generator export, each through `write` (a SpaceWait in training)."""
         path = write(save_checkpoint, self.trainer, self.run_dir, keep)
-        write(export_generator, self.trainer, self.run_dir / "generator.pt")
+        write(export_generator, self.trainer, self.run_dir / EXPORT_NAMES[0], self.provenance())
         return path
+
+    def provenance(self) -> dict:
+        """What the run's exports say about where their weights come from."""
+        return _provenance(self.dataset_dir, self.fine_tuned_from)
 
     def save_preview(self) -> tuple[Path, torch.Tensor]:
         """Render the fixed seeds with G_ema; save them as this step's grid."""
@@ -437,17 +451,43 @@ def default_kid_minutes() -> float:
 def recorded_dataset(run_dir: str | Path) -> Path:
     """The dataset beside the run (by its relative path) if it is there, else where it was."""
     run_dir = Path(run_dir)
-    try:
-        recorded = json.loads((run_dir / "run.json").read_text())
-        absolute = Path(recorded["dataset"])
-    except (OSError, ValueError, KeyError) as error:
+    recorded = _run_record(run_dir)
+    if "dataset" not in recorded:
         raise RunError(f"{run_dir} does not say which dataset it was trained on "
-                       f"(its run.json is missing or damaged)") from error
+                       f"(its run.json is missing or damaged)")
+    absolute = Path(recorded["dataset"])
     if "dataset_relative" in recorded:
         beside = (run_dir / recorded["dataset_relative"]).resolve()
         if (beside / "manifest.json").exists():
             return beside
     return absolute
+
+
+def export_for_sharing(run_dir: str | Path, path: str | Path, half: bool = True) -> Path:
+    """The G_ema of the run's newest checkpoint as a file of its own, to give away or to start
+    other runs from, saying what it was trained on; `half`: in half precision (generator_file.py)."""
+    run_dir = Path(run_dir)
+    try:
+        _, payload = latest_checkpoint(run_dir)
+    except CheckpointError as error:
+        raise RunError(f"nothing to export: {error}") from error
+    record = _run_record(run_dir)
+    provenance = {"step": payload["step"], "images_seen": payload["images_seen"],
+                  **_provenance(Path(record.get("dataset", "")), record.get("fine_tuned_from"))}
+    return generator_file.write(path, payload["G_ema"], config_of(payload), provenance, half)
+
+
+def _provenance(dataset_dir: Path, fine_tuned_from: dict | None) -> dict:
+    return {"dataset": dataset_dir.name or None, "fine_tuned_from": fine_tuned_from}
+
+
+def _run_record(run_dir: Path) -> dict:
+    """run.json's contents; empty when it is missing or damaged."""
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def preview_step(path: str | Path) -> int:

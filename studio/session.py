@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .finetune import StartingPoint
 from .models import build_generator
 from .run import Budget, Cadence, Pace, Rollback, TrainingRun, preview_step, read_log, read_metrics
 from .trainer import StepStats
@@ -67,9 +68,11 @@ class TrainingSession:
 
     # ------------------------------------------------------------------ commands
     def start(self, dataset_dir: str | Path, run_dir: str | Path, config: TrainConfig, budget: Budget,
-              kid_minutes: float | None = None) -> None:
-        """`kid_minutes`: measure KID that often (in training time); None never."""
-        self._launch(lambda: TrainingRun.start(dataset_dir, run_dir, config), budget, Path(run_dir), kid_minutes)
+              kid_minutes: float | None = None, start_from: StartingPoint | None = None) -> None:
+        """`kid_minutes`: measure KID that often (in training time); None never. `start_from`:
+        the trained weights it begins with (finetune.py)."""
+        self._launch(lambda: TrainingRun.start(dataset_dir, run_dir, config, start_from), budget, Path(run_dir),
+                     kid_minutes)
 
     def resume(self, run_dir: str | Path, budget: Budget, dataset_dir: str | Path | None = None,
                kid_minutes: float | None = None) -> None:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import list_checkpoints, step_of
+from .checkpoint import EXPORT_NAMES, list_checkpoints, step_of
 from .config import ConfigError
 
 
@@ -65,7 +65,7 @@ class Workspace:
         def newest_file(folder: Path) -> Path | None:
             files = list_checkpoints(folder)
             if not resumable:
-                files.append(folder / "generator.pt")
+                files += [folder / name for name in EXPORT_NAMES]
             return max((f for f in files if f.exists()), key=lambda f: f.stat().st_mtime, default=None)
         return _newest_first(self.runs, newest_file)
 

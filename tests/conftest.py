@@ -122,7 +122,7 @@ def make_trainer(images32):
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(images32, tmp_path_factory) -> Path:
-    """A run folder (checkpoint + generator.pt) of a tiny model after 2 steps, read-only for tests.
+    """A run folder (checkpoint + generator.safetensors) of a tiny model after 2 steps, read-only for tests.
 
     Two steps from the N(0, 0.02) initialisation every seed renders near-uniform mid-grey, so G_ema's
     convolutions are re-drawn wider (as after real training) to make seeds visibly different."""
@@ -138,7 +138,7 @@ def tiny_run_dir(images32, tmp_path_factory) -> Path:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=wide) * 0.1)
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     save_checkpoint(trainer, run_dir)
-    export_generator(trainer, run_dir / "generator.pt")
+    export_generator(trainer, run_dir / "generator.safetensors")
     return run_dir
 
 

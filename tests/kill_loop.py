@@ -12,7 +12,7 @@ After each kill:
 
 - every checkpoint loads, and the newest holds its step, images seen, both optimizers' step
   counts and the augmentation probability the log has for that step;
-- generator.pt loads; the log holds every step up to that checkpoint once, and so does the
+- generator.safetensors loads; the log holds every step up to that checkpoint once, and so does the
   time-lapse (samples/step-*.png, each a whole PNG);
 - the next process says it resumes at that step and, by the time it trains, has removed the
   temporary files of the writes the kill cut short and the previews past that step, and kept
@@ -200,9 +200,9 @@ def inspect_killed_run(run_dir: Path, report: Report) -> Expected:
     log = read_log(run_dir)
     check_checkpoint(load_checkpoint(checkpoints[-1]), log, report)
     try:
-        load_generator(run_dir / "generator.pt")
+        load_generator(run_dir / "generator.safetensors")
     except Exception as error:
-        report.check(False, f"generator.pt does not load: {error}")
+        report.check(False, f"generator.safetensors does not load: {error}")
     logged = [row["step"] for row in log if row["step"] <= step]
     report.check(logged == list(range(1, step + 1)), f"the log up to checkpoint {step} holds steps {logged}")
     previews = {path.name: path for path in (run_dir / "samples").glob("step-*.png")}
@@ -281,10 +281,10 @@ def same_as_uninterrupted(run_dir: Path, reference_dir: Path, report: Report) ->
     differing = [a["step"] for a, b in zip(killed, uninterrupted) if a != b]
     same_log = report.check(len(killed) == len(uninterrupted) and not differing,
                             f"the log differs from the uninterrupted run's at steps {differing[:10]}")
-    (G, _), (G_reference, _) = (load_generator(folder / "generator.pt") for folder in (run_dir, reference_dir))
+    (G, _), (G_reference, _) = (load_generator(folder / "generator.safetensors") for folder in (run_dir, reference_dir))
     same_weights = report.check(all(torch.equal(a, b) for a, b in zip(G.state_dict().values(),
                                                                       G_reference.state_dict().values())),
-                                "generator.pt differs from the uninterrupted run's")
+                                "generator.safetensors differs from the uninterrupted run's")
     return same_log and same_weights
 
 

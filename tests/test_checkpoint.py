@@ -198,9 +198,11 @@ def test_a_full_disk_raises_checkpoint_error_and_leaves_no_temporary_file(make_t
 
 def test_a_full_disk_during_export_raises_checkpoint_error(make_trainer, tmp_path, monkeypatch):
     trainer = make_trainer()
-    monkeypatch.setattr(checkpoint.torch, "save", write_then(OSError(errno.ENOSPC, "No space left on device")))
-    with pytest.raises(CheckpointError, match="generator.pt"):
-        export_generator(trainer, tmp_path / "generator.pt")
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    with pytest.raises(CheckpointError, match="generator.safetensors.*No space left on device"):
+        export_generator(trainer, tmp_path / "generator.safetensors")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -213,14 +215,14 @@ def saved_run(make_trainer, tmp_path):
     trainer.step()
     run_dir = tmp_path / "run"
     path = save_checkpoint(trainer, run_dir)
-    export_generator(trainer, run_dir / "generator.pt")
+    export_generator(trainer, run_dir / "generator.safetensors")
     return trainer, run_dir, path
 
 
 @pytest.mark.parametrize("source", ["run_dir", "checkpoint", "export"])
 def test_load_generator_renders_the_trainers_samples(saved_run, source):
     trainer, run_dir, path = saved_run
-    location = {"run_dir": run_dir, "checkpoint": path, "export": run_dir / "generator.pt"}[source]
+    location = {"run_dir": run_dir, "checkpoint": path, "export": run_dir / "generator.safetensors"}[source]
 
     G, config = load_generator(location)
 
@@ -241,9 +243,9 @@ def test_seeds_draw_independent_latents():
 
 def test_an_export_is_small_and_cannot_resume_training(saved_run):
     _, run_dir, path = saved_run
-    export = run_dir / "generator.pt"
+    export = run_dir / "generator.safetensors"
     assert export.stat().st_size < path.stat().st_size / 2
-    with pytest.raises(CheckpointError, match="not a GAN Art Studio file"):
+    with pytest.raises(CheckpointError, match="damaged or not a checkpoint file"):
         load_checkpoint(export)
 
 
@@ -301,7 +303,7 @@ def test_a_run_writes_checkpoints_samples_export_and_log(dataset32, tiny_config,
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step-000000003.png"]
     with Image.open(run_dir / "samples" / "step-000000003.png") as preview:
         assert preview.size == (8 * 34 + 2, 8 * 34 + 2)          # 8x8 grid of 32 px, 2 px gaps
-    G, config = load_generator(run_dir / "generator.pt")
+    G, config = load_generator(run_dir / "generator.safetensors")
     assert config == tiny_config
     rows = read_log(run_dir)
     assert [row["step"] for row in rows] == [1, 2, 3]
@@ -400,7 +402,7 @@ def test_ctrl_c_during_training_still_saves_a_checkpoint(dataset32, tiny_config,
 
     path, payload = latest_checkpoint(run_dir)
     assert path.name == "step-000000002.pt" and payload["step"] == 2
-    assert (run_dir / "generator.pt").is_file()
+    assert (run_dir / "generator.safetensors").is_file()
     assert TrainingRun.resume(run_dir).trainer.step_count == 2
 
 

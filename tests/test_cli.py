@@ -96,7 +96,7 @@ def test_train_then_resume(dataset32, tmp_path, capsys):
     assert result["step"] == 3 and result["images_seen"] == 12 and result["run"] == str(run_dir)
     assert result["numerics"].startswith("cpu fp32")
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000000003.pt"]
-    assert (run_dir / "generator.pt").is_file() and (run_dir / "samples" / "step-000000003.png").is_file()
+    assert (run_dir / "generator.safetensors").is_file() and (run_dir / "samples" / "step-000000003.png").is_file()
     assert "Traceback" not in captured.err
 
     code = main(["train", str(dataset32), "--out", str(run_dir), "--resume", "--steps", "5"])
@@ -138,7 +138,7 @@ def test_generate_a_grid(tiny_run_dir, tmp_path, capsys):
 def test_generate_one_png_per_seed_into_a_folder(tiny_run_dir, tmp_path, capsys):
     folder = tmp_path / "samples"
 
-    code = main(["generate", str(tiny_run_dir / "generator.pt"), "--n", "4", "--out", f"{folder}/"])
+    code = main(["generate", str(tiny_run_dir / "generator.safetensors"), "--n", "4", "--out", f"{folder}/"])
 
     assert code == 0
     result = last_json(capsys.readouterr().out)

@@ -22,8 +22,8 @@ def run(tiny_run_dir, tmp_path):
 
 @pytest.mark.parametrize("method", [sefa, ganspace])
 def test_directions_are_orthonormal_and_the_same_for_the_same_file(run, method):
-    first = method(load_generator(run / "generator.pt")[0], 8)
-    again = method(load_generator(run / "generator.pt")[0], 8)
+    first = method(load_generator(run / "generator.safetensors")[0], 8)
+    again = method(load_generator(run / "generator.safetensors")[0], 8)
     assert first.vectors.shape == (8, 16)
     assert torch.allclose(first.vectors @ first.vectors.T, torch.eye(8), atol=1e-5)
     assert torch.equal(first.vectors, again.vectors)
@@ -44,7 +44,7 @@ def test_directions_are_cached_with_the_run_and_found_again_when_the_generator_c
     cache = json.loads((run / "generator.directions.json").read_text())
     assert cache["method"] == "sefa" and torch.equal(torch.tensor(cache["vectors"]), first.vectors)
 
-    file = run / "generator.pt"
+    file = run / "generator.safetensors"
     payload = torch.load(file, weights_only=True)          # the run trained on: new weights, new file
     weight = next(k for k in payload["G_ema"] if k.endswith("initial.0.weight"))
     payload["G_ema"][weight] = torch.randn_like(payload["G_ema"][weight])

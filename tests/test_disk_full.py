@@ -2,19 +2,20 @@
 checkpoint and export whole, tries the write again, and goes on by itself once there is space."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-import torch
 
 import studio.cli as cli
 import studio.files as files
 from conftest import TINY, wait_for
 from kill_loop import temporary_files
-from studio.checkpoint import CHECKPOINT_FORMAT, GENERATOR_FORMAT, latest_checkpoint, list_checkpoints, load_generator
+from studio.checkpoint import EXPORT_NAMES, latest_checkpoint, list_checkpoints, load_generator
 from studio.cli import main
 from studio.config import TrainConfig
 from studio.files import append_json_lines, read_json_lines
@@ -26,35 +27,50 @@ NO_SPACE = "No space left on device"
 AT_ONCE = Cadence(checkpoint_minutes=0, preview_minutes=0, log_every_steps=1, disk_full_retry_seconds=0)
 
 
+CHECKPOINTS, EXPORTS = "checkpoints", "exports"      # the kinds of file a FullDisk can refuse
+
+
 @dataclass
 class FullDisk:
-    """torch.save of one kind of file (checkpoints or generator exports) finds the disk full on
-    `failures` writes after the first `skip`: it writes half a file, then raises ENOSPC, as a
-    disk that fills up does. `on_failure()` looks around as each of them fails."""
+    """Writes of one kind of file (checkpoints or generator exports) find the disk full on
+    `failures` writes after the first `skip`: half the file is written, then ENOSPC is raised,
+    as a disk that fills up does. `on_failure()` looks around as each of them fails."""
     kind: str
     failures: int = 0
     skip: int = 0
     on_failure: Callable[[], None] = lambda: None
 
+    def refuses(self, path: Path) -> bool:
+        is_kind = path.name in EXPORT_NAMES if self.kind == EXPORTS else path.parent.name == "checkpoints"
+        if not is_kind:
+            return False
+        if self.skip:
+            self.skip -= 1
+            return False
+        if not self.failures:
+            return False
+        self.failures -= 1
+        self.on_failure()
+        return True
+
 
 @pytest.fixture
 def full_disk(monkeypatch) -> Callable[..., FullDisk]:
-    real_save = torch.save
+    """Every file is written through files.atomic_output: the disk fills up inside it."""
+    real_output = files.atomic_output
 
     def make(kind: str, **settings) -> FullDisk:
         disk = FullDisk(kind, **settings)
 
-        def save(obj, file, *args, **kwargs):
-            if isinstance(obj, dict) and obj.get("format") == disk.kind:
-                if disk.skip:
-                    disk.skip -= 1
-                elif disk.failures:
-                    disk.failures -= 1
-                    disk.on_failure()
-                    file.write(b"PK\x03\x04 half a file")
+        @contextlib.contextmanager
+        def atomic_output(path):
+            with real_output(path) as partial:
+                yield partial
+                if disk.refuses(Path(path)):
+                    with open(partial, "r+b") as file:
+                        file.truncate(partial.stat().st_size // 2)
                     raise OSError(errno.ENOSPC, NO_SPACE)
-            return real_save(obj, file, *args, **kwargs)
-        monkeypatch.setattr(torch, "save", save)
+        monkeypatch.setattr(files, "atomic_output", atomic_output)
         return disk
     return make
 
@@ -65,8 +81,8 @@ def paused_message(run_dir, step: int, seconds: str, intact: int) -> str:
 
 
 # ---------------------------------------------------------------- the run
-@pytest.mark.parametrize("kind, target, intact", [(CHECKPOINT_FORMAT, "checkpoints/step-000000002.pt", 2),
-                                                  (GENERATOR_FORMAT, "generator.pt", 3)],
+@pytest.mark.parametrize("kind, target, intact", [(CHECKPOINTS, "checkpoints/step-000000002.pt", 2),
+                                                  (EXPORTS, "generator.safetensors", 3)],
                          ids=["checkpoint", "export"])
 def test_a_full_disk_pauses_training_keeps_the_old_file_and_goes_on_when_freed(
         dataset32, tiny_config, tmp_path, full_disk, kind, target, intact):
@@ -95,7 +111,7 @@ def test_a_full_disk_pauses_training_keeps_the_old_file_and_goes_on_when_freed(
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000000003.pt", "step-000000004.pt",
                                                            "step-000000005.pt"]
     assert latest_checkpoint(run_dir)[1]["step"] == 5
-    load_generator(run_dir / "generator.pt")
+    load_generator(run_dir / "generator.safetensors")
     assert temporary_files(run_dir) == []
 
 
@@ -143,7 +159,7 @@ def test_an_append_that_fails_half_way_takes_its_rows_back(tmp_path, monkeypatch
 def test_the_train_tab_says_training_waits_for_space_then_goes_on(dataset32, tmp_path, full_disk):
     run_dir = tmp_path / "run"
     session = TrainingSession(cadence=dataclasses.replace(AT_ONCE, disk_full_retry_seconds=0.01))
-    disk = full_disk(CHECKPOINT_FORMAT, skip=1, failures=3)       # step 1 is saved; step 2 finds the disk full
+    disk = full_disk(CHECKPOINTS, skip=1, failures=3)       # step 1 is saved; step 2 finds the disk full
     shown = []
     disk.on_failure = lambda: shown.append(session.snapshot())
     try:
@@ -167,7 +183,7 @@ def test_stopping_while_the_disk_is_full_keeps_the_last_checkpoint_and_says_what
     run_dir = tmp_path / "run"
     # Space never comes back, and the next try would be ten minutes away: the stop does not wait for it.
     session = TrainingSession(cadence=dataclasses.replace(AT_ONCE, disk_full_retry_seconds=600))
-    full_disk(CHECKPOINT_FORMAT, skip=1, failures=10**6)
+    full_disk(CHECKPOINTS, skip=1, failures=10**6)
     try:
         session.start(dataset32, run_dir, TrainConfig(**TINY), Budget())
         wait_for(lambda: session.snapshot().disk_full)
@@ -195,7 +211,7 @@ def test_the_cli_says_on_stderr_that_training_waits_for_space_and_goes_on(datase
                                                                           full_disk, capsys):
     monkeypatch.setattr(cli, "Cadence", RetryAtOnce)
     run_dir = tmp_path / "run"
-    full_disk(GENERATOR_FORMAT, failures=2)                       # the export after the last step
+    full_disk(EXPORTS, failures=2)                       # the export after the last step
     tiny = ["--res", "32", "--width", "8", "--batch", "4", "--precision", "fp32", "--memory-format", "contiguous",
             "--device", "cpu"]
 
@@ -205,5 +221,5 @@ def test_the_cli_says_on_stderr_that_training_waits_for_space_and_goes_on(datase
     assert paused_message(run_dir, 2, "0", 2) in err
     assert "Disk space is back: training goes on." in err
     assert err.index("is full") < err.index("Disk space is back")
-    load_generator(run_dir / "generator.pt")
+    load_generator(run_dir / "generator.safetensors")
     assert temporary_files(run_dir) == []

@@ -12,6 +12,7 @@ import torch
 import studio.checkpoint as checkpoint
 from conftest import FAST_CADENCE, TINY, wait_for
 from studio import losses
+from studio import generator_file
 from studio.checkpoint import CheckpointError, export_generator, latest_checkpoint, list_checkpoints, load_generator
 from studio.cli import main
 from studio.config import TrainConfig
@@ -58,16 +59,24 @@ def nan_generator_loss(monkeypatch, when=lambda call: True) -> None:
 @pytest.fixture
 def written(monkeypatch) -> list[str]:
     """The names of the checkpoints and exports written, each checked finite as it is written."""
-    real, names = checkpoint.write_torch, []
+    real_checkpoint, real_export, names = checkpoint.write_torch, generator_file.write, []
 
-    def checked(path, payload):
-        for network in ("G", "D", "G_ema"):
-            for key, tensor in payload.get(network, {}).items():
+    def check(path, networks: dict) -> None:
+        for network, weights in networks.items():
+            for key, tensor in weights.items():
                 if tensor.is_floating_point():
                     assert tensor.isfinite().all(), f"{path.name}: {network}.{key} is not finite"
         names.append(path.name)
-        return real(path, payload)
-    monkeypatch.setattr(checkpoint, "write_torch", checked)
+
+    def checked_checkpoint(path, payload):
+        check(path, {network: payload[network] for network in ("G", "D", "G_ema")})
+        return real_checkpoint(path, payload)
+
+    def checked_export(path, weights, *args):
+        check(path, {"G_ema": weights})
+        return real_export(path, weights, *args)
+    monkeypatch.setattr(checkpoint, "write_torch", checked_checkpoint)
+    monkeypatch.setattr(generator_file, "write", checked_export)
     return names
 
 
@@ -124,8 +133,8 @@ def test_non_finite_weights_are_never_written(make_trainer, tmp_path):
     trainer = make_trainer()
     trainer.step()
     checkpoint.save_checkpoint(trainer, tmp_path)
-    export_generator(trainer, tmp_path / "generator.pt")
-    good = (tmp_path / "generator.pt").read_bytes()
+    export_generator(trainer, tmp_path / "generator.safetensors")
+    good = (tmp_path / "generator.safetensors").read_bytes()
     trainer.step()
 
     poison(trainer.D)
@@ -133,19 +142,19 @@ def test_non_finite_weights_are_never_written(make_trainer, tmp_path):
         checkpoint.save_checkpoint(trainer, tmp_path)
     poison(trainer.G_ema)
     with pytest.raises(CheckpointError, match="G_ema hold NaN or infinite weights; the previous file is untouched"):
-        export_generator(trainer, tmp_path / "generator.pt")
+        export_generator(trainer, tmp_path / "generator.safetensors")
 
     # Nothing half-written either.
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000000001.pt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "generator.pt"]
-    assert (tmp_path / "generator.pt").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "generator.safetensors"]
+    assert (tmp_path / "generator.safetensors").read_bytes() == good
 
 
 def test_ctrl_c_with_broken_weights_keeps_the_last_good_checkpoint(dataset32, tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     run = TrainingRun.start(dataset32, run_dir, tiny_config)
     run.train(Budget(steps=2))
-    good = (run_dir / "generator.pt").read_bytes()
+    good = (run_dir / "generator.safetensors").read_bytes()
 
     def on_step(stats):
         poison(run.trainer.G)
@@ -154,7 +163,7 @@ def test_ctrl_c_with_broken_weights_keeps_the_last_good_checkpoint(dataset32, ti
     with pytest.raises(CheckpointError, match="G hold NaN"):
         run.train(Budget(steps=5), on_step=on_step)
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000000002.pt"]
-    assert (run_dir / "generator.pt").read_bytes() == good
+    assert (run_dir / "generator.safetensors").read_bytes() == good
 
 
 # ---------------------------------------------------------------- the run rolls back
@@ -163,7 +172,7 @@ def test_a_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates(datas
     run_dir = tmp_path / "run"
     run = TrainingRun.start(dataset32, run_dir, tiny_config)
     run.train(Budget(steps=3), EVERY_STEP)
-    good = (run_dir / "generator.pt").read_bytes()
+    good = (run_dir / "generator.safetensors").read_bytes()
     poisoned, seen = [], []
 
     def on_step(stats):
@@ -173,7 +182,7 @@ def test_a_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates(datas
 
     def on_rollback(rollback):
         seen.append(rollback)
-        assert (run_dir / "generator.pt").read_bytes() == good     # the newest good export, untouched
+        assert (run_dir / "generator.safetensors").read_bytes() == good     # the newest good export, untouched
         assert max(preview_step(p) for p in (run_dir / "samples").iterdir()) == 3   # previews past it forgotten
 
     last = run.train(Budget(steps=6), Cadence(log_every_steps=1, preview_minutes=0), on_step=on_step,
@@ -196,9 +205,9 @@ def test_a_nan_rolls_back_to_the_last_checkpoint_with_lower_learning_rates(datas
     assert [row["step"] for row in logged] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(row["loss_g"]) and math.isfinite(row["loss_d"]) for row in logged)
     # The checkpoint rolled back to was saved again with the lowered rates; every file was finite.
-    assert written == ["step-000000003.pt", "generator.pt", "step-000000003.pt", "step-000000006.pt",
-                       "generator.pt"]
-    generator, _ = load_generator(run_dir / "generator.pt")
+    assert written == ["step-000000003.pt", "generator.safetensors", "step-000000003.pt", "step-000000006.pt",
+                       "generator.safetensors"]
+    generator, _ = load_generator(run_dir / "generator.safetensors")
     assert all(t.isfinite().all() for t in generator.state_dict().values() if t.is_floating_point())
 
 
@@ -206,7 +215,7 @@ def test_repeated_divergence_gives_up_with_a_clear_message(dataset32, tiny_confi
     run_dir = tmp_path / "run"
     run = TrainingRun.start(dataset32, run_dir, tiny_config)
     run.train(Budget(steps=2))
-    good = (run_dir / "generator.pt").read_bytes()
+    good = (run_dir / "generator.safetensors").read_bytes()
     nan_generator_loss(monkeypatch)
 
     with pytest.raises(Diverged) as raised:
@@ -214,13 +223,13 @@ def test_repeated_divergence_gives_up_with_a_clear_message(dataset32, tiny_confi
 
     assert str(raised.value) == (
         f"still diverging after {MAX_ROLLBACKS} rollbacks (at step 3: G's loss is nan), with the learning rates "
-        "down to 2.5e-05 (G) and 2.5e-05 (D). The checkpoint at step 2 and generator.pt are the last good state: "
+        "down to 2.5e-05 (G) and 2.5e-05 (D). The checkpoint at step 2 and generator.safetensors are the last good state: "
         "continue the run to try again with still lower learning rates, or start a new one with another "
         "discriminator")
     assert [(r.step, r.diverged_at, r.attempt, r.lr_g) for r in run.rollbacks] == \
         [(2, 3, 1, LR / 2), (2, 3, 2, LR / 4), (2, 3, 3, LR / 8)]
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-000000002.pt"]
-    assert (run_dir / "generator.pt").read_bytes() == good
+    assert (run_dir / "generator.safetensors").read_bytes() == good
     assert written[2:] == ["step-000000002.pt"] * MAX_ROLLBACKS      # the same good state, lower rates
     assert [row.get("event") for row in read_json_lines(run_dir / "log.jsonl")] == [None, None] + ["rollback"] * 3
     assert lrs(TrainingRun.resume(run_dir).trainer) == (LR / 8,) * 4  # continuing starts from the lowest

@@ -106,7 +106,7 @@ def test_ingest_options_that_clash_with_the_dataset_are_explained(workspace, ing
 # ---------------------------------------------------------------- train tab
 def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session, ingested):
     tab = TrainTab(workspace, session)
-    dataset, earlier, plot, kid_plot, seen = tab.refresh(None)
+    dataset, earlier, start_from, plot, kid_plot, seen = tab.refresh(None)
     assert dataset.value == ingested
     tab.start(**settings(ingested))
     wait_for(lambda: session.snapshot().state == FINISHED)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .. import demo
 from ..config import ConfigError
 from ..session import ACTIVE_STATES, TrainingSession
 from ..workspace import Workspace
@@ -47,18 +48,19 @@ Teach a small GAN your own paintings, right here on this computer — then wande
 
 
 def build_app(workspace: str | Path = ".", session: TrainingSession | None = None,
-              uploads: UploadLimits = UploadLimits()) -> gr.Blocks:
+              uploads: UploadLimits = UploadLimits(), first_tab: str = "dataset") -> gr.Blocks:
     """The page for `workspace` (datasets/, checkpoints/, exports/ inside it). `session` is the
-    one training run every browser tab shares; pass your own to control or stop it."""
+    one training run every browser tab shares; pass your own to control or stop it. The page
+    opens on `first_tab`: "dataset", or "explore" (a newcomer's first look, at the demo)."""
     workspace = Workspace(workspace)
     session = session or TrainingSession()
-    with gr.Blocks(title="GAN Art Studio", analytics_enabled=False) as demo:
+    with gr.Blocks(title="GAN Art Studio", analytics_enabled=False) as page:
         gr.Markdown(HEADER, elem_id="studio-header")
-        with gr.Tabs():
-            DatasetTab(workspace, uploads).render(demo)
+        with gr.Tabs(selected=first_tab):
+            DatasetTab(workspace, uploads).render(page)
             TrainTab(workspace, session).render()
-            ExploreTab(workspace, session).render()
-    return demo
+            ExploreTab(workspace, session).render(page if first_tab == "explore" else None)
+    return page
 
 
 def launch_options(workspace: str | Path, uploads: UploadLimits = UploadLimits()) -> dict:
@@ -89,20 +91,21 @@ def launch(workspace: str | Path = ".", host: str = "127.0.0.1", port: int | Non
     the first free one from 7860 is used; with `auth`, a (user, password), the page asks for it."""
     workspace = Workspace(workspace)
     workspace.root.mkdir(parents=True, exist_ok=True)
+    first_tab = "explore" if demo.add_to(workspace) else "dataset"
     with _working_in(workspace.root):     # so that gradio copies the page's files (see launch_options)
         session = TrainingSession()
-        demo = build_app(workspace.root, session, uploads)
-        demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
+        page = build_app(workspace.root, session, uploads, first_tab)
+        page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
                     inbrowser=open_browser, **launch_options(workspace.root, uploads))
-        print(f"GAN Art Studio is running at {demo.local_url}  (workspace: {workspace.root}; Ctrl-C to stop)",
+        print(f"GAN Art Studio is running at {page.local_url}  (workspace: {workspace.root}; Ctrl-C to stop)",
               flush=True)
         try:
-            demo.block_thread()       # returns on Ctrl-C
+            page.block_thread()       # returns on Ctrl-C
         finally:
             if session.snapshot().state in ACTIVE_STATES:
                 print("Stopping training; saving a checkpoint…", flush=True)
             session.stop()
-            demo.close()
+            page.close()
     return 0
 
 

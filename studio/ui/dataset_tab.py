@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from .. import demo
 from ..config import ConfigError
 from ..data import DatasetError, IngestOptions, ingest, parse_colour, read_manifest
 from ..workspace import Workspace, folder_name
 
 PREVIEW_LIMIT = 48          # thumbnails in the gallery; a dataset may hold thousands
 STORED_SIZES = (64, 128, 256, 512)
+DEMO_NOTE = ("The demo that comes with the studio: emoji from Google's Noto Color Emoji font (Apache-2.0; "
+             "see NOTICE in its folder). **Train the demo** in the Train tab trains on it in one click.")
 EMPTY = ("**No dataset yet** — drop a folder of paintings on the left, give it a name and press "
          "**Add paintings**. 50 to 2,000 images work best.")
 
@@ -42,8 +45,8 @@ class DatasetTab:
         self.uploads = uploads
 
     # ------------------------------------------------------------------ layout
-    def render(self, demo: gr.Blocks) -> None:
-        """Lay out the tab inside `demo`; it is the first tab, so it also fills in on page load."""
+    def render(self, page: gr.Blocks) -> None:
+        """Lay out the tab inside `page`; it is the first tab, so it also fills in on page load."""
         with gr.Tab("1 · Dataset", id="dataset") as tab:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=320):
@@ -78,7 +81,7 @@ class DatasetTab:
         add.click(self.ingest, [folder, loose, name, size, fit, background], [*shown, folder, loose],
                   api_name="ingest")
         pick.input(self.show, pick, shown, api_name="show_dataset")
-        gr.on([demo.load, tab.select], self.refresh, pick, shown, api_name="dataset_tab")
+        gr.on([page.load, tab.select], self.refresh, pick, shown, api_name="dataset_tab")
 
     # ------------------------------------------------------------------ events
     def refresh(self, current: str | None):
@@ -88,14 +91,16 @@ class DatasetTab:
 
     def show(self, name: str | None):
         """The dropdown, summary, gallery and left-out table for one dataset."""
-        names = self.workspace.dataset_names()
+        choices = [(self._label(name), name) for name in self.workspace.dataset_names()]
         if not name:
-            return gr.Dropdown(choices=names, value=None), EMPTY, [], _rejected_table([])
+            return gr.Dropdown(choices=choices, value=None), EMPTY, [], _rejected_table([])
+        folder = self.workspace.dataset_dir(name)
         try:
-            manifest = read_manifest(self.workspace.dataset_dir(name))
+            manifest = read_manifest(folder)
         except DatasetError as error:
             raise gr.Error(str(error)) from None
-        return (gr.Dropdown(choices=names, value=name), _describe(name, manifest),
+        description = _describe(name, manifest) + (f"\n\n{DEMO_NOTE}" if demo.is_demo(folder) else "")
+        return (gr.Dropdown(choices=choices, value=name), description,
                 self._thumbnails(name, manifest),
                 _rejected_table([(entry["source"], entry["reason"]) for entry in manifest["rejected"]]))
 
@@ -123,6 +128,9 @@ class DatasetTab:
                  f"of the {len(report.accepted) + len(report.rejected)} files just added.")
         rows = [(rejection.file, rejection.reason) for rejection in report.rejected]
         return pick, f"{description}\n\n{added}", gallery, _rejected_table(rows), None, None
+
+    def _label(self, name: str) -> str:
+        return f"{name} · the demo" if demo.is_demo(self.workspace.dataset_dir(name)) else name
 
     def _thumbnails(self, name: str, manifest: dict) -> list[str]:
         """The newest paintings first, so a fresh drop shows what it added."""

@@ -43,7 +43,8 @@ class ExploreTab:
         self._live: tuple[tuple, Model] | None = None    # the live run's newest preview, opened
 
     # ------------------------------------------------------------------ layout
-    def render(self) -> None:
+    def render(self, page: gr.Blocks | None = None) -> None:
+        """Lay out the tab; with `page`, it is the tab the page opens on, and fills in on load."""
         with gr.Tab("3 · Explore", id="explore") as tab:
             with gr.Row():
                 model = gr.Dropdown(label="Model", choices=[], elem_id="explore-model",
@@ -138,7 +139,7 @@ class ExploreTab:
         spread = [keyframes, frames, mode, easing, hold, fps]
         walk = [model, keyframes, timing, mode, fps]
         forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
-        tab.select(self.refresh, model, model, api_name="explore_tab")
+        gr.on([page.load, tab.select] if page else [tab.select], self.refresh, model, model, api_name="explore_tab")
         # New samples make an earlier check for copies mislead: clear it.
         model.change(self.switch, [model, seeds, psi], [*views, pick, *slots, keyframes, timing, walk_note],
                      api_name="explore_show").then(**forget, api_name="explore_show_forget_copies")

@@ -11,9 +11,12 @@ import math
 import gradio as gr
 import pandas as pd
 
+from .. import demo
 from ..backbone import INSTALL_COMMAND, weights_path
+from ..checkpoint import CheckpointError
 from ..config import LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
+from ..finetune import starting_point
 from ..metrics import MetricsUnavailable, inception_path
 from ..packaged import WeightsUnavailable
 from ..render import to_pil_images
@@ -30,6 +33,9 @@ TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
 LOSS_SERIES = {"loss_g": "G loss", "loss_d": "D loss", "augment_p": "augment p"}
 PLOT_POINTS = 200            # per loss curve
+NEW_MODEL = "new"            # the "start from" choice of no model: training from scratch
+DEMO_BUDGET = Budget(minutes=10)     # what "Train the demo" trains for: enough to see shapes appear
+DEMO_CONFIG = TrainConfig(resolution=64)   # and how: the default recipe, at the demo's size
 
 
 class TrainTab:
@@ -40,10 +46,19 @@ class TrainTab:
     # ------------------------------------------------------------------ layout
     def render(self) -> None:
         with gr.Tab("2 · Train", id="train") as tab:
+            with gr.Row(equal_height=True):
+                gr.Markdown(f"New here? **Train the demo** trains a new model on the demo emoji for "
+                            f"{DEMO_BUDGET.minutes:g} minutes, so you can watch one learn.", elem_id="train-demo-note")
+                train_demo = gr.Button("Train the demo", elem_id="train-demo", scale=0, min_width=160)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=320):
                     dataset = gr.Dropdown(label="Dataset", choices=[], elem_id="train-dataset",
                                           info="Paintings added in the Dataset tab.")
+                    start_from = gr.Dropdown(label="Start from", choices=[self._new_model_choice()],
+                                             value=NEW_MODEL, elem_id="train-start-from",
+                                             info="A trained model (the demo, or an earlier run) learns your "
+                                                  "paintings much sooner than a new one. It keeps its "
+                                                  "resolution and size.")
                     resolution = gr.Radio(list(RESOLUTIONS), value=64, label="Resolution (px)",
                                           info="Each doubling costs about 4x the time.", elem_id="train-resolution")
                     width = gr.Radio(MODEL_SIZES, value=32, label="Model size", elem_id="train-model-size",
@@ -111,32 +126,47 @@ class TrainTab:
         live = [status, plot, kid_plot, samples, timelapse, *buttons, seen]
         settings = [dataset, name, resolution, width, loss, augment, unit, amount, batch, precision, layout, seed,
                     kid_minutes, discriminator]
-        start.click(self.start, settings, status, api_name="train_start")
+        start.click(self.start, [*settings, start_from], status, api_name="train_start")
+        train_demo.click(self.train_demo, None, status, api_name="train_demo")
         resume.click(self.resume, [earlier, unit, amount, kid_minutes], status, api_name="train_resume")
         pause.click(self.pause, None, status, api_name="train_pause")
         unpause.click(self.unpause, None, status, api_name="train_unpause")
         stop.click(self.stop, None, status, api_name="train_stop")
         timer.tick(self.poll, seen, live, api_name="train_poll", show_progress="hidden")
-        tab.select(self.refresh, dataset, [dataset, earlier, plot, kid_plot, seen], api_name="train_tab")
+        tab.select(self.refresh, [dataset, start_from], [dataset, earlier, start_from, plot, kid_plot, seen],
+                   api_name="train_tab")
 
     # ------------------------------------------------------------------ commands
-    def refresh(self, current: str | None):
+    def refresh(self, current: str | None, current_start: str | None = NEW_MODEL):
         """The dataset and run lists as they are on disk now (the newest dataset by default). The
         plots are hidden and the live view forgotten, so the next poll draws them afresh: one
         drawn while its tab was hidden keeps a height of zero."""
         datasets = self.workspace.dataset_names()
         runs = [(f"{name} · step {run_step(self.workspace.run_dir(name))}", name)
                 for name in self.workspace.run_names(resumable=True)]
+        models = [self._new_model_choice()] + [
+            (f"{name} · the demo model" if demo.is_demo(self.workspace.run_dir(name)) else name, name)
+            for name in self.workspace.run_names()]
         value = current if current in datasets else next(iter(datasets), None)
+        start = current_start if current_start in [choice for _, choice in models] else NEW_MODEL
         return (gr.Dropdown(choices=datasets, value=value), gr.Dropdown(choices=runs, value=None),
-                gr.LinePlot(visible=False), gr.ScatterPlot(visible=False), None)
+                gr.Dropdown(choices=models, value=start), gr.LinePlot(visible=False), gr.ScatterPlot(visible=False),
+                None)
+
+    @staticmethod
+    def _new_model_choice() -> tuple[str, str]:
+        return "Nothing: a new model", NEW_MODEL
 
     def start(self, dataset: str | None, name: str, resolution: int, width: int, loss: str, augment: bool,
               unit: str, amount: float, batch: float, precision: str, layout: str, seed: float,
-              kid_minutes: float | None = 0, discriminator: str = TrainConfig.discriminator) -> str:
+              kid_minutes: float | None = 0, discriminator: str = TrainConfig.discriminator,
+              start_from: str | None = NEW_MODEL) -> str:
         if not dataset:
             raise gr.Error("Pick a dataset first, or add one in the Dataset tab.")
         try:
+            source = starting_point(self.workspace.run_dir(start_from)) if start_from not in (None, NEW_MODEL) else None
+            if source:
+                resolution, width = source.config.resolution, source.config.width
             dataset_dir = self.workspace.dataset_dir(dataset)
             stored = read_manifest(dataset_dir)["resolution"]
             if stored < int(resolution):
@@ -149,12 +179,25 @@ class TrainTab:
                 raise gr.Error(f"A run called {run_name} already exists: continue it below, or choose another name.")
             if discriminator == "projected":
                 _check_projection_weights()
-            config = TrainConfig(discriminator=discriminator, resolution=int(resolution), width=int(width),
-                                 batch_size=int(batch), loss=loss, precision=precision, memory_format=layout,
-                                 seed=int(seed), **({} if augment else dict(augment=(), flip=False)))
+            how = dict(discriminator=discriminator, batch_size=int(batch), loss=loss, precision=precision,
+                       memory_format=layout, seed=int(seed), **({} if augment else dict(augment=(), flip=False)))
+            config = source.config_for(**how) if source else \
+                TrainConfig(resolution=int(resolution), width=int(width), **how)
             self.session.start(dataset_dir, run_dir, config, _budget(unit, amount, already=0),
-                               _kid_minutes(kid_minutes))
-        except (ConfigError, DatasetError, SessionBusy) as error:
+                               _kid_minutes(kid_minutes), start_from=source)
+        except (ConfigError, DatasetError, CheckpointError, SessionBusy) as error:
+            raise gr.Error(str(error)) from None
+        return status_line(self.session.snapshot())
+
+    def train_demo(self) -> str:
+        """A new model on the demo dataset: DEMO_CONFIG for DEMO_BUDGET."""
+        dataset_dir = self.workspace.dataset_dir(demo.NAME)
+        if not demo.is_demo(dataset_dir):
+            raise gr.Error("This workspace has no demo dataset: add paintings in the Dataset tab and press Start.")
+        run_dir = self.workspace.run_dir(self.workspace.unused_run_name("demo-training"))
+        try:
+            self.session.start(dataset_dir, run_dir, DEMO_CONFIG, DEMO_BUDGET)
+        except SessionBusy as error:
             raise gr.Error(str(error)) from None
         return status_line(self.session.snapshot())
 
