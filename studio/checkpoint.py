@@ -127,7 +127,15 @@ def _read(path: Path, expected_format: str | tuple[str, ...], data: bytes | None
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    return _read(Path(path), CHECKPOINT_FORMAT)
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{path} does not exist") from error
+    if generator_file.is_safetensors(data):
+        raise CheckpointError(f"{path} is a generator export, not a checkpoint: it holds nothing to resume "
+                              f"training from (a new run can start from it with --from)")
+    return _read(path, CHECKPOINT_FORMAT, data)
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict]:
@@ -203,17 +211,28 @@ def read_export(source: str | Path, data: bytes | None = None) -> tuple[dict, Tr
     return payload["G_ema"], config_of(payload), provenance
 
 
+def generator_source(source: str | Path) -> Path:
+    """The file a run folder's generator comes from: its export, else its newest good checkpoint
+    (a file is its own source)."""
+    source = Path(source)
+    if not source.is_dir():
+        if not source.exists():
+            raise FileNotFoundError(f"{source} does not exist")
+        return source
+    return export_of(source) or latest_checkpoint(source)[0]
+
+
 def load_generator(source: str | Path, device: torch.device | str = "cpu",
                    data: bytes | None = None) -> tuple[nn.Module, TrainConfig]:
-    """An eval-mode G_ema from a generator export, a checkpoint, or a run folder (its newest
-    checkpoint). `data`: the file's bytes when the caller has read them already, to know exactly
-    which weights it holds (a file the trainer rewrites may change between two reads)."""
-    source = Path(source)
-    if data is None and source.is_dir():
-        _, payload = latest_checkpoint(source)
-        weights, config = payload["G_ema"], config_of(payload)
-    else:
-        weights, config, _ = read_export(source, data)
+    """An eval-mode G_ema from a generator export, a checkpoint, or a run folder (its export,
+    else its newest checkpoint). `data`: the file's bytes when the caller has read them already,
+    to know exactly which weights it holds (a file the trainer rewrites may change between two
+    reads)."""
+    try:
+        source = Path(source) if data is not None else generator_source(source)
+    except FileNotFoundError as error:
+        raise CheckpointError(str(error)) from error
+    weights, config, _ = read_export(source, data)
     generator = build_generator(config)
     try:
         generator.load_state_dict(weights)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import EXPORT_NAMES, checkpoint_dir, latest_checkpoint, load_generator, export_of
+from .checkpoint import EXPORT_NAMES, checkpoint_dir, generator_source, load_generator
 from .config import TrainConfig
 from .data import load_images
 from .directions import Directions, DirectionLabels, cached_directions, find_directions
@@ -65,20 +65,10 @@ class Model:
         return torch.stack([recipe.latent(self.config.z_dim, self.directions.vectors) for recipe in recipes])
 
 
-def generator_file(source: str | Path) -> Path:
-    """The file a run folder's generator comes from: its export, else its newest good checkpoint."""
-    source = Path(source)
-    if not source.is_dir():
-        if not source.exists():
-            raise FileNotFoundError(f"{source} does not exist")
-        return source
-    return export_of(source) or latest_checkpoint(source)[0]
-
-
 def open_model(source: str | Path) -> Model:
     """A run folder's G_ema (or a generator or checkpoint file's) with its directions. Kept in
     memory until the file changes, so browsing seeds does not reload it."""
-    file = generator_file(source).resolve()
+    file = generator_source(source).resolve()
     stat = file.stat()
     weights = _read_weights(str(file), stat.st_mtime_ns, stat.st_size)
     run_dir = run_folder_of(file)
@@ -326,7 +316,7 @@ def read_sidecar(path: str | Path, generator: str | Path | None = None) -> tuple
         raise SidecarError(f"{path} was made from a run while it was training, which left no file to render "
                            "it from; export it again from the finished run")
     try:
-        file = generator_file(source)
+        file = generator_source(source)
     except FileNotFoundError:
         raise SidecarError(f"the generator {source} that {path.name} was made from is missing; "
                            "pass its new place as RUN_OR_GENERATOR") from None

@@ -161,7 +161,17 @@ needs_inception = pytest.mark.skipif(not _inception_installed(),
 FAST_CADENCE = Cadence(checkpoint_minutes=60, preview_minutes=0.0, log_every_steps=1, kid_samples=8)
 
 
-def wait_for(condition, timeout: float = 90.0):
+def altered_export(file: Path, key_ending: str = "") -> bytes:
+    """The bytes of generator export `file` with one weight tensor (the first whose name ends in
+    `key_ending`) changed, as when the run has trained on: new weights, a new file."""
+    from studio import generator_file
+    weights, config, provenance = generator_file.read(Path(file).read_bytes())
+    key = next(k for k in weights if k.endswith(key_ending))
+    weights[key] = torch.randn_like(weights[key]) if key_ending else weights[key] + 1
+    return generator_file.to_bytes(weights, config, provenance)
+
+
+def wait_for(condition, timeout: float = 300.0):
     """Poll until condition() is truthy and return its value; the timeout only guards against
     a hung test, it is not a speed requirement."""
     deadline = time.monotonic() + timeout

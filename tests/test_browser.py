@@ -150,3 +150,35 @@ def test_an_artist_drops_paintings_trains_and_exports_a_walk(studio_app, page, p
     assert main(["interpolate", "--from-sidecar", str(sidecar), "--out", str(tmp_path / "again.mp4")]) == 0
     assert np.array_equal(iio.imread(tmp_path / "again.mp4", index=None, plugin="FFMPEG"), video)
     assert page.outside == [], f"the page reached beyond this machine: {page.outside[:5]}"
+
+
+def test_first_launch_opens_on_the_demo_with_its_samples_shown(tmp_path, monkeypatch, screenshots):
+    """`python -m studio` on a new workspace, as a newcomer starts it: the demo is there in every
+    tab, and the page opens on Explore with the demo model's samples."""
+    import gradio as gr
+    from playwright.sync_api import expect, sync_playwright
+
+    from browser import free_port
+
+    def visit(url: str) -> None:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            expect(page.get_by_role("tab", name="3 · Explore")).to_have_attribute("aria-selected", "true")
+            expect(page.locator("#explore-model input")).to_have_value("demo")
+            expect(thumbnails(page, "explore-gallery")).to_have_count(16)
+            select_sample(page, 5)
+            move_slider(page, "explore-direction-0", 0.8)
+            page.screenshot(path=str(screenshots / "first-launch-explore.png"), full_page=True)
+            page.get_by_role("tab", name="1 · Dataset").click()
+            expect(page.locator("#dataset-summary")).to_contain_text("500 paintings")
+            expect(page.locator("#dataset-pick input")).to_have_value("demo · the demo")
+            page.get_by_role("tab", name="2 · Train").click()
+            page.locator("#train-start-from input").click()
+            expect(page.locator("[data-testid=dropdown-option]").filter(has_text="demo · the demo model")).to_have_count(1)
+            browser.close()
+
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda blocks: visit(blocks.local_url))
+    assert main(["--no-browser", "--port", str(free_port()), "--workspace", str(tmp_path / "new workspace")]) == 0

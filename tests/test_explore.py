@@ -9,8 +9,9 @@ import threading
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+
+from conftest import altered_export
 
 from frames import read_frames_zip
 from studio import explore
@@ -69,14 +70,11 @@ def test_the_sidecar_renders_exactly_the_same_frames_again(run, tmp_path):
 
 def test_a_sidecar_whose_generator_is_gone_or_changed_says_so(run, tmp_path, capsys):
     sidecar = export_walk(open_model(run), moved_walk(), tmp_path / "walk.gif", fps=12, size=64)
-    payload = torch.load(run / "generator.pt", weights_only=True)
-    key = next(iter(payload["G_ema"]))
-    payload["G_ema"][key] = payload["G_ema"][key] + 1
-    torch.save(payload, run / "generator.pt")
+    (run / "generator.safetensors").write_bytes(altered_export(run / "generator.safetensors"))
     with pytest.raises(SidecarError, match="is not the generator walk.json was made from: its SHA-256"):
         read_sidecar(sidecar)
 
-    (run / "generator.pt").unlink()
+    (run / "generator.safetensors").unlink()
     assert main(["interpolate", "--from-sidecar", str(sidecar), "--out", str(tmp_path / "again.gif")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the generator") and "is missing" in err[0]
@@ -175,16 +173,14 @@ def test_a_still_records_its_recipe_and_generator(run, tmp_path):
 
 def test_the_recorded_sha256_is_of_the_weights_that_render_even_when_the_file_is_replaced_meanwhile(
         run, tmp_path, monkeypatch):
-    file = run / "generator.pt"
+    file = run / "generator.safetensors"
     rendered = file.read_bytes()
-    newer = torch.load(file, weights_only=True)
-    key = next(iter(newer["G_ema"]))
-    newer["G_ema"][key] = newer["G_ema"][key] + 1
+    newer = altered_export(file)
     load = explore.load_generator
 
-    def load_while_the_trainer_saves(*args, **kwargs):     # a checkpoint replaces generator.pt meanwhile
+    def load_while_the_trainer_saves(*args, **kwargs):     # a checkpoint replaces the export meanwhile
         loaded = load(*args, **kwargs)
-        torch.save(newer, file)
+        file.write_bytes(newer)
         return loaded
     monkeypatch.setattr(explore, "load_generator", load_while_the_trainer_saves)
     model = open_model(run)

@@ -12,10 +12,10 @@ from safetensors.torch import save as save_tensors
 
 from conftest import TINY
 from studio import generator_file
-from studio.checkpoint import GENERATOR_FORMAT, CheckpointError, export_generator, load_generator, read_export
+from studio.checkpoint import (GENERATOR_FORMAT, CheckpointError, export_generator, generator_source, load_generator,
+                               read_export)
 from studio.cli import main
 from studio.config import TrainConfig
-from studio.explore import generator_file as generator_file_of
 from studio.latent import seeds_to_z
 from studio.run import Budget, TrainingRun, export_for_sharing
 
@@ -81,7 +81,7 @@ def test_an_earlier_torch_export_still_loads(make_trainer, tmp_path):
     G, config = load_generator(old)
     z = seeds_to_z([3], trainer.config.z_dim)
     assert config == trainer.config and torch.equal(G(z), trainer.sample(z))
-    assert generator_file_of(old.parent) == old          # a run folder of an earlier version explores it
+    assert generator_source(old.parent) == old          # a run folder of an earlier version explores it
 
 
 @pytest.mark.parametrize("file, words", [

@@ -220,4 +220,5 @@ def test_upload_limits_on_the_command_line_reach_the_page(tmp_path, shapes_dir, 
 
     argv = ["--max-upload-mb", "1", "--max-upload-files", "2", "--workspace", str(tmp_path / "workspace")]
     assert serve_from_cli(monkeypatch, argv, visit) == 0
-    assert not (tmp_path / "workspace" / "datasets").exists()
+    # Nothing of the refused drop is stored: the only dataset is the demo a new workspace gets.
+    assert [folder.name for folder in (tmp_path / "workspace" / "datasets").iterdir()] == ["demo"]
