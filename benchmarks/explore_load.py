@@ -52,6 +52,7 @@ class Explorer(threading.Thread):
         self.exports: list[float] = []     # seconds per GIF export
         self.errors: list[str] = []
         self.keyframes_checked = 0
+        self.step = "opening the page"     # what it was doing, for the report of an error
 
     def run(self) -> None:
         try:
@@ -68,7 +69,7 @@ class Explorer(threading.Thread):
                 self._explore(page)
                 browser.close()
         except Exception as error:   # one session's failure is a result, not the end of the benchmark
-            self.errors.append(f"{type(error).__name__}: {error}")
+            self.errors.append(f"{type(error).__name__} while {self.step}: {str(error).splitlines()[0]}")
             if not self.ready.broken:
                 self.ready.abort()
 
@@ -78,16 +79,21 @@ class Explorer(threading.Thread):
         for round_ in range(10**6):
             if self.stop.is_set():
                 return
+            self.step = f"showing new seeds (round {round_})"
             first = thumbnails(page, "explore-gallery").first
             shown = first.inner_text()
             page.locator("#explore-new-seeds").click()
             expect(first).not_to_have_text(shown, timeout=TIMEOUT_MS)   # so the click below picks a new one
-            select_sample(page, round_ % 16)
+            self.step = "selecting a sample"
+            select_sample(page, 1 + round_ % 15)      # new seeds select the first sample: click another
             seed = 1000 * (self.index + 1) + round_          # no other session ever types it
+            self.step = "typing a seed"
             type_seed(page, seed)
             for _ in range(MOVES_PER_ROUND):
+                self.step = f"moving slider {move % 4}"
                 self.moves.append(timed_move(page, move))
                 move += 1
+            self.step = "adding a keyframe"
             if len(added) == KEYFRAMES_PER_WALK:
                 page.locator("#explore-clear").click()
                 expect_count(page, "explore-keyframes", 0)
@@ -97,6 +103,7 @@ class Explorer(threading.Thread):
             expect_count(page, "explore-keyframes", len(added))
             self._check_keyframes(page, added)
             if len(added) >= 2:
+                self.step = "exporting a GIF"
                 self._export(page)
             error = page.locator(".toast-body.error, .toast-wrap .error")
             if error.count():

@@ -55,7 +55,8 @@ def collect(sources: Sequence[str | Path], out_dir: Path, stack: ExitStack) -> l
         elif path.is_file():
             candidates += _file_candidates(path, shown(path.name), stack)
         else:
-            candidates.append(Candidate(shown(str(source)), partial(reject, _unusable(path) or "no such file or folder")))
+            reason = _unusable(path) or "no such file or folder"
+            candidates.append(Candidate(shown(str(source)), partial(reject, reason)))
     return candidates
 
 
@@ -85,8 +86,10 @@ def _folder_candidates(root: Path, out_dir: Path, stack: ExitStack) -> list[Cand
     candidates: list[Candidate] = []
     seen = {_identity(root)}
     ours = _identity(out_dir) if out_dir.exists() else None
-    walk = os.walk(root, followlinks=True,
-                   onerror=lambda error: left_out(name_of(error.filename) + "/", f"folder cannot be read ({error.strerror})"))
+    def unreadable(error: OSError) -> None:
+        left_out(name_of(error.filename) + "/", f"folder cannot be read ({error.strerror})")
+
+    walk = os.walk(root, followlinks=True, onerror=unreadable)
     for folder, subfolders, names in walk:
         for subfolder in list(subfolders):
             identity = _identity(Path(folder, subfolder))
