@@ -150,10 +150,9 @@ _TRACK_PLACES = (0.1, 0.9, 0.3, 0.7)
 def browser_moves(url: str, run: str, moves: int) -> list[float]:
     """Seconds per slider move in Chromium: the Explore tab opened on seed 42 of `run`, then
     clicks on four sliders' tracks at places that differ from one move to the next."""
-    from browser import ARGS, CHROMIUM, choose, image_source, type_seed
+    from browser import ARGS, CHROMIUM, choose, type_seed
     from playwright.sync_api import sync_playwright
 
-    times = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -161,16 +160,23 @@ def browser_moves(url: str, run: str, moves: int) -> list[float]:
         page.get_by_role("tab", name="3 · Explore").click()
         choose(page, "explore-model", re.escape(run))
         type_seed(page, 42)
-        for move in range(moves):
-            slider = f"explore-direction-{move % 4}"
-            track = page.locator(f"#{slider} input[type=range]")
-            box = track.bounding_box()
-            page.evaluate(_TIME_NEXT_MOVE, [slider, image_source(page, "explore-selected")])
-            fraction = _TRACK_PLACES[move // 4 % len(_TRACK_PLACES)]
-            track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
-            times.append(page.wait_for_function("() => window.moved").json_value() / 1000)
+        times = [timed_move(page, move) for move in range(moves)]
         browser.close()
     return times
+
+
+def timed_move(page, move: int) -> float:
+    """Seconds from the `move`-th slider move's `input` event to its picture drawn: a click on
+    one of four sliders' tracks, at a place that differs from the last visit's."""
+    from browser import image_source
+
+    slider = f"explore-direction-{move % 4}"
+    track = page.locator(f"#{slider} input[type=range]")
+    box = track.bounding_box()
+    page.evaluate(_TIME_NEXT_MOVE, [slider, image_source(page, "explore-selected")])
+    fraction = _TRACK_PLACES[move // 4 % len(_TRACK_PLACES)]
+    track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
+    return page.wait_for_function("() => window.moved").json_value() / 1000
 
 
 def post_slider_move(page, session_hash: str, event: str, inputs: list) -> dict:

@@ -6,7 +6,10 @@ the folder flushed too, so that the rename itself survives a power cut. Readers 
 resumed run, a second studio) see the old file or the new one, never half of one; a full disk
 leaves the old file alone, and a crash at worst a temporary one beside it, which no listing takes
 for the real thing: its name starts with "." and it ends in ".partial" before the target's
-suffix. `remove_partials` clears those away once their writer is gone.
+suffix. `remove_partials` clears those away once their writer is gone. A writer of many small
+files (ingest's thousands of thumbnails) may skip the flushes one by one (`durable=False`) and
+flush them all at once with `flush_to_disk` before it writes the file that lists them: a flush
+costs a few milliseconds, a minute for 10,000 files.
 
 JSON-lines logs (log.jsonl, metrics.jsonl) grow by appending whole lines, flushed to disk; a line
 cut short by a crash is skipped when read, and an append that fails (a full disk) takes back what
@@ -34,29 +37,43 @@ _PARTIAL_NAME = re.compile(r"^\..*\.(?P<pid>\d+)-\d+-\d+\.partial(\.[^.]+)?$")
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
+def atomic_output(path: str | Path, durable: bool = True) -> Iterator[Path]:
     """A temporary path to write `path` through. When the block ends without an error the file
-    is flushed to disk and renamed over `path`; on any error (a full disk, Ctrl-C, a failing
-    encoder) it is removed and `path` is left as it was. The temporary file exists, empty, when
-    the block starts; it keeps `path`'s suffix, from which encoders choose the format."""
+    is flushed to disk (unless not `durable`: then `flush_to_disk` must follow) and renamed over
+    `path`; on any error (a full disk, Ctrl-C, a failing encoder) it is removed and `path` is
+    left as it was. The temporary file exists, empty, when the block starts; it keeps `path`'s
+    suffix, from which encoders choose the format."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = _new_partial(path)
     try:
         yield partial
-        with open(partial, "rb+") as file:   # Windows flushes only through a handle that may write
-            os.fsync(file.fileno())
+        if durable:
+            _fsync_file(partial)
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    with atomic_output(path) as partial:
+def write_bytes(path: str | Path, data: bytes, durable: bool = True) -> Path:
+    with atomic_output(path, durable) as partial:
         partial.write_bytes(data)
     return Path(path)
+
+
+def flush_to_disk(paths: list[Path]) -> None:
+    """Make files written with `durable=False` (and their names) as durable as `durable=True`
+    would have: one sync of every disk where the system has it, else a flush of each."""
+    if hasattr(os, "sync"):
+        os.sync()
+        return
+    for path in paths:
+        _fsync_file(path)
+    for folder in {path.parent for path in paths}:
+        _fsync_folder(folder)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -182,6 +199,11 @@ def _may_be_running(pid: int) -> bool:
     except PermissionError:   # it does, as another user's
         pass
     return True
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as file:   # Windows flushes only through a handle that may write
+        os.fsync(file.fileno())
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from studio import data
+from studio import data, sources
 from studio.data import DatasetError, IngestOptions, IngestReport, Rejection, ingest, load_images, read_manifest
 
 RES = 32  # small training resolution keeps the tests fast; "too small" means under 16 px
@@ -310,7 +310,7 @@ def test_zip_is_read_in_memory_and_cannot_escape(tmp_path: Path):
 
 
 def test_zip_bombs_and_broken_zips_are_rejected(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(data, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", 1000)
     archive = tmp_path / "big.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("zeros.png", b"\x00" * 100_000)  # compresses to ~100 bytes
@@ -344,12 +344,12 @@ def test_disk_full_raises_and_leaves_manifest_consistent(tmp_path: Path, monkeyp
     real_write = data.write_bytes
     pngs_written = []
 
-    def write_bytes(path, content):
+    def write_bytes(path, content, durable=True):
         if path.suffix == ".png":
             if pngs_written:
                 raise OSError(errno.ENOSPC, "No space left on device")
             pngs_written.append(True)
-        return real_write(path, content)
+        return real_write(path, content, durable)
 
     monkeypatch.setattr(data, "write_bytes", write_bytes)
     out = tmp_path / "dataset"
