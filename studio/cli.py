@@ -183,6 +183,9 @@ def run_train(args) -> int:
     trainer = run.trainer
     print(f"Training {trainer.config.architecture} G, {trainer.config.discriminator} D at {trainer.config.resolution} px on "
           f"{len(trainer.images)} images; {trainer.numerics.describe()}")
+    if ranks.parallel:
+        print(f"On {ranks.world_size} processes, each drawing {trainer.batch_per_rank} of the {trainer.config.batch_size} "
+              f"images of a step")
     budget = Budget(steps=args.steps, minutes=args.minutes)
     if budget.steps is None and budget.minutes is None:
         print("No --steps or --minutes given: training until Ctrl-C.")

@@ -197,7 +197,7 @@ _LOST_RANK_MARKS = ("connection", "closed", "reset by peer", "timed out", "timeo
 
 def lost_rank(error: BaseException) -> bool:
     """Whether `error` says that another rank of the run has gone."""
-    if not (dist.is_initialized() and isinstance(error, (RuntimeError, dist.DistError))):
+    if not (dist.is_available() and dist.is_initialized() and isinstance(error, (RuntimeError, dist.DistError))):
         return False
     text = str(error).lower()
     return isinstance(error, dist.DistError) or any(mark in text for mark in _LOST_RANK_MARKS)
