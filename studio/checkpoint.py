@@ -23,6 +23,7 @@ from torch import nn
 
 from .config import ConfigError, TrainConfig
 from . import generator_file
+from .distributed import LOCAL, Ranks
 from .files import write_torch
 from .models import build_generator
 from .numerics import Numerics, resolve_device
@@ -157,15 +158,17 @@ def config_of(payload: dict) -> TrainConfig:
         raise CheckpointError(f"the checkpoint's configuration is invalid: {error}") from error
 
 
-def restore_trainer(payload: dict, images: torch.Tensor, numerics: Numerics | None = None) -> Trainer:
+def restore_trainer(payload: dict, images: torch.Tensor, numerics: Numerics | None = None,
+                    ranks: Ranks = LOCAL) -> Trainer:
     """A trainer in exactly the state the checkpoint was saved in. By default it keeps the
-    checkpoint's numerics when the device is the same kind, so the run continues bit for bit."""
+    checkpoint's numerics when the device is the same kind, so the run continues bit for bit.
+    A checkpoint of any number of ranks restores on any other (the batch is global)."""
     config = config_of(payload)
     if numerics is None and "numerics" in payload:
         saved = Numerics.from_dict(payload["numerics"])
         if saved.device.type == resolve_device(config.device).type:
             numerics = saved
-    trainer = Trainer(config, images, numerics)
+    trainer = Trainer(config, images, numerics, ranks)
     load_state(trainer, payload)
     return trainer
 

@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,13 +21,14 @@ from .checkpoint import CheckpointError, load_generator, read_export
 from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
+from .distributed import join as join_ranks, lost_rank
 from .explore import EXPORT_SIZE, SidecarError, export_walk, open_model, read_sidecar, walk_format
 from .latent import EASINGS, Recipe, even_walk
 from .metrics import Evaluation, evaluate, load_inception
 from .packaged import WeightsUnavailable
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .finetune import starting_point
-from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun, export_for_sharing
+from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun, describe_saved_state, export_for_sharing
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
@@ -120,7 +122,9 @@ def run_ingest(args) -> int:
 
 # ---------------------------------------------------------------------------------- train
 def add_train(commands) -> None:
-    p = commands.add_parser("train", help="train a GAN on a dataset folder")
+    p = commands.add_parser("train", help="train a GAN on a dataset folder",
+                            description="Train a GAN on a dataset folder. On several GPUs or machines, start it "
+                                        "with torchrun (README, 'Training on several GPUs or machines').")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR")
     p.add_argument("--res", type=_positive(int),
@@ -135,7 +139,9 @@ def add_train(commands) -> None:
                             "file such as checkpoints/demo) instead of from scratch; the networks' shape "
                             "(--res, --width, --z-dim, --arch) and the discriminator default to its own")
     p.add_argument("--width", type=_positive(int), help=f"model width multiplier (default {TrainConfig.width})")
-    p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size)
+    p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size,
+                   help=f"images per step in all (default {TrainConfig.batch_size}); under torchrun, the batch of "
+                        f"all processes together, each drawing an equal share")
     p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
     p.add_argument("--no-augment", action="store_true", help="turn off DiffAugment and flips")
     p.add_argument("--discriminator", choices=DISCRIMINATORS,
@@ -164,6 +170,9 @@ def add_train(commands) -> None:
 
 
 def run_train(args) -> int:
+    ranks = join_ranks(args.device)   # one of the processes torchrun started, or this one alone
+    if not ranks.is_main:             # rank 0 speaks for the run
+        sys.stdout = open(os.devnull, "w")
     cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
                       keep_checkpoints=args.keep, kid_minutes=args.kid_minutes, kid_samples=args.kid_samples)
     if args.resume:
@@ -187,10 +196,13 @@ def run_train(args) -> int:
     trainer = run.trainer
     print(f"Training {trainer.config.architecture} G, {trainer.config.discriminator} D at {trainer.config.resolution} px on "
           f"{len(trainer.images)} images; {trainer.numerics.describe()}")
+    if ranks.parallel:
+        print(f"On {ranks.world_size} processes, each drawing {trainer.batch_per_rank} of the {trainer.config.batch_size} "
+              f"images of a step")
     budget = Budget(steps=args.steps, minutes=args.minutes)
     if budget.steps is None and budget.minutes is None:
         print("No --steps or --minutes given: training until Ctrl-C.")
-    bar = ProgressLine(budget)
+    bar = ProgressLine(budget, quiet=not ranks.is_main)
     measured = []
 
     def report_kid(row: dict) -> None:
@@ -212,8 +224,12 @@ def run_train(args) -> int:
         print(f"Interrupted: saved a checkpoint at step {trainer.step_count} in {args.out}; "
               f"continue with --resume.")
         return 130
-    except Exception:
+    except Exception as error:
         bar.finish()   # the error's line starts on a line of its own
+        if lost_rank(error):
+            raise RunError(f"another process of this run ended or stopped answering, so this one stops too "
+                           f"({str(error).splitlines()[0][:200]}). {describe_saved_state(args.out)} Continue with "
+                           f"--resume, on as many processes as you have.") from error
         raise
     bar.finish()
     print(f"Done at step {trainer.step_count}; samples in {args.out / 'samples'}")
@@ -227,13 +243,16 @@ def run_train(args) -> int:
 class ProgressLine:
     """Step, losses, speed and ETA of a training run, as a StderrLine."""
 
-    def __init__(self, budget: Budget):
+    def __init__(self, budget: Budget, quiet: bool = False):
         self.budget = budget
         self.pace = Pace(budget)
         self.line = StderrLine(terminal_seconds=0.25)
+        self.quiet = quiet    # says nothing: another process speaks for the run
 
     def update(self, stats: StepStats) -> None:
         self.pace.update(stats)
+        if self.quiet:
+            return
         of_total = f"/{self.budget.steps}" if self.budget.steps else ""
         self.line.show(f"step {stats.step}{of_total} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
                        f"rec {stats.loss_reconstruction:.3f} | aug p {stats.augment_p:.2f} | "
@@ -244,6 +263,8 @@ class ProgressLine:
 
     def say(self, line: str) -> None:
         """A line of its own below the progress line, which goes on after it."""
+        if self.quiet:
+            return
         self.finish()
         print(line, file=sys.stderr, flush=True)
 

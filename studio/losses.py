@@ -31,12 +31,17 @@ def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {kind!r}")
 
 
-def r1_penalty(real_logits: torch.Tensor, reals: torch.Tensor) -> torch.Tensor:
+def r1_penalty(real_logits: torch.Tensor, reals: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Mean squared gradient norm of D at the reals (Mescheder et al. 2018): zero-centred, so D
     is pushed to be flat around the data instead of growing sharp edges. `reals` must have
-    requires_grad and `real_logits` must be computed from it."""
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), reals, create_graph=True)
-    return grad.float().square().sum(dim=(1, 2, 3)).mean()
+    requires_grad and `real_logits` must be computed from it.
+
+    Under fp16 autocast the gradients inside D are fp16 too, and D's gradient at a real image is
+    small enough to underflow there (to 0: a penalty that does nothing). `scale`, the grad
+    scaler's, lifts it into fp16's range for the backward pass and is divided out in fp32 after,
+    as PyTorch's AMP recipe for gradient penalties does; bf16 has fp32's range and needs none."""
+    (grad,) = torch.autograd.grad(real_logits.float().sum() * scale, reals, create_graph=True)
+    return (grad.float() / scale).square().sum(dim=(1, 2, 3)).mean()
 
 
 def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], reals: torch.Tensor, fakes: torch.Tensor,

@@ -13,6 +13,9 @@ A run that diverges (a loss that is not finite, an exploding gradient: see train
 to its newest checkpoint with both learning rates lowered, at most MAX_ROLLBACKS times; the
 checkpoint and generator export it goes back to are never overwritten by broken weights.
 
+Trained on several processes (torchrun, distributed.py), every rank runs this loop in step with
+the others; rank 0 alone reads and writes the run folder.
+
 A run survives being killed at any instant: every file is written whole or not at all (files.py),
 the log holds every step of a checkpoint before that checkpoint is written, and a run opens at
 its newest checkpoint with the folder as of that step (temporary files of cut-short writes,
@@ -38,6 +41,7 @@ from .checkpoint import (EXPORT_NAMES, CheckpointError, checkpoint_dir, config_o
 from .config import ConfigError, TrainConfig
 from .data import load_images
 from .finetune import StartingPoint
+from .distributed import current as current_ranks
 from .files import append_json_lines, read_json_lines, remove_partials, rewrite_json_lines, write_json
 from .latent import seeds_to_z
 from .metrics import evaluate, load_inception
@@ -137,12 +141,17 @@ def _at_once(write: Callable, *args):
     return write(*args)
 
 
+def _nowhere(write: Callable, *args) -> None:
+    """The writes of a rank other than 0: none."""
+
+
 class TrainingRun:
     def __init__(self, run_dir: Path, trainer: Trainer, dataset_dir: Path, fine_tuned_from: dict | None = None):
         self.run_dir = run_dir
         self.trainer = trainer
         self.dataset_dir = dataset_dir
         self.fine_tuned_from = fine_tuned_from      # StartingPoint.record() of the weights it began with
+        self.ranks = trainer.ranks
         self.preview_z = seeds_to_z(PREVIEW_SEEDS, trainer.config.z_dim)
         self.rollbacks: list[Rollback] = []
 
@@ -152,15 +161,18 @@ class TrainingRun:
               start_from: StartingPoint | None = None) -> "TrainingRun":
         """A new run; with `start_from`, its networks begin with those weights (finetune.py)."""
         run_dir, dataset_dir = Path(run_dir), Path(dataset_dir)
-        if list_checkpoints(run_dir):
+        ranks = current_ranks()
+        if ranks.from_main(lambda: bool(list_checkpoints(run_dir))):
             raise RunError(f"{run_dir} already holds a run; resume it, or choose another folder")
         if start_from is not None:
             start_from.check_fits(config)       # before the paintings are read: that takes a while
         images = load_images(dataset_dir, config.resolution)
-        trainer = Trainer(config, images)
+        trainer = Trainer(config, images, ranks=ranks)
         if start_from is not None:
             start_from.start(trainer)
         fine_tuned_from = start_from.record() if start_from else None
+        if not ranks.is_main:
+            return cls(run_dir, trainer, dataset_dir, fine_tuned_from)
         run_dir.mkdir(parents=True, exist_ok=True)
         # Relative too, so a workspace that is moved or copied whole still finds its dataset.
         relative = os.path.relpath(dataset_dir.resolve(), run_dir.resolve())
@@ -172,15 +184,16 @@ class TrainingRun:
     @classmethod
     def resume(cls, run_dir: str | Path, dataset_dir: str | Path | None = None) -> "TrainingRun":
         """Continue from the newest loadable checkpoint; the dataset defaults to the run's own."""
-        run_dir = Path(run_dir)
+        run_dir, ranks = Path(run_dir), current_ranks()
         try:
-            _, payload = latest_checkpoint(run_dir)
+            _, payload = ranks.from_main(lambda: latest_checkpoint(run_dir))
         except CheckpointError as error:
             raise RunError(f"cannot resume: {error}") from error
-        dataset_dir = Path(dataset_dir) if dataset_dir else recorded_dataset(run_dir)
+        dataset_dir = Path(dataset_dir) if dataset_dir else ranks.from_main(lambda: recorded_dataset(run_dir))
         resolution = payload["config"]["resolution"]
-        trainer = restore_trainer(payload, load_images(dataset_dir, resolution))
-        _open_at(run_dir, trainer.step_count)
+        trainer = restore_trainer(payload, load_images(dataset_dir, resolution), ranks=ranks)
+        if ranks.is_main:
+            _open_at(run_dir, trainer.step_count)
         return cls(run_dir, trainer, dataset_dir, _run_record(run_dir).get("fine_tuned_from"))
 
     # ------------------------------------------------------------------ the loop
@@ -205,8 +218,13 @@ class TrainingRun:
         raises Diverged. A write that finds the disk full pauses training until it succeeds
         (`on_disk_full` says why, `on_disk_space` that it goes on); a stop while it waits raises
         DiskFull. Returns the newest step's stats, None if no step was taken since the start or
-        the last rollback."""
-        measuring = bool(cadence.kid_minutes)
+        the last rollback.
+
+        With several ranks, rank 0 alone writes and measures, and rank 0 decides when to stop;
+        Ctrl-C or SIGTERM to any rank stops all of them after the same step, with a checkpoint,
+        and raises KeyboardInterrupt on each."""
+        main = self.ranks.is_main
+        measuring = bool(cadence.kid_minutes) and main
         if measuring:
             self._inception()   # missing or wrong weights stop the run before it starts, not later
         trained_seconds = kid_measured_at = 0.0   # seconds of training, in all and at the last KID
@@ -214,7 +232,8 @@ class TrainingRun:
         stats = None
         measured_step = None
         pending_log: list[StepStats] = []
-        write = SpaceWait(self, cadence.disk_full_retry_seconds, should_stop, on_disk_full, on_disk_space)
+        write = SpaceWait(self, cadence.disk_full_retry_seconds, lambda: should_stop() or self.ranks.stop_requested,
+                          on_disk_full, on_disk_space) if main else _nowhere
 
         def measure() -> None:
             nonlocal measured_step, measuring
@@ -229,7 +248,7 @@ class TrainingRun:
             on_metrics(row)
 
         try:
-            while not self._spent(budget, trained_seconds) and not should_stop():
+            while not self.ranks.should_stop(lambda: self._spent(budget, trained_seconds) or should_stop()):
                 stats = self.trainer.step()
                 trained_seconds += stats.seconds
                 if stats.diverged:
@@ -239,7 +258,8 @@ class TrainingRun:
                     stats = measured_step = None
                     last_checkpoint = time.monotonic()
                     continue
-                pending_log.append(stats)
+                if main:
+                    pending_log.append(stats)
                 on_step(stats)
                 now = time.monotonic()
                 checkpoint_due = now - last_checkpoint >= cadence.checkpoint_minutes * 60
@@ -247,7 +267,7 @@ class TrainingRun:
                 # from it has no gap in its history.
                 if stats.step % cadence.log_every_steps == 0 or checkpoint_due:
                     write(self._append_log, pending_log)
-                if now - last_preview >= cadence.preview_minutes * 60:
+                if main and now - last_preview >= cadence.preview_minutes * 60:
                     on_preview(*write(self.save_preview))
                     last_preview = now
                 if checkpoint_due:
@@ -265,6 +285,8 @@ class TrainingRun:
             self._append_log(pending_log)
             raise
         self._finish(stats, pending_log, cadence, on_preview, write)
+        if self.ranks.interrupted:
+            raise KeyboardInterrupt
         # A run that used up its budget ends with its final quality on record (measured after
         # the checkpoint is safe); a stopped one ends as soon as the checkpoint is written.
         if measuring and stats is not None and self._spent(budget, trained_seconds) \
@@ -274,6 +296,8 @@ class TrainingRun:
 
     def _finish(self, stats: StepStats | None, pending_log: list[StepStats], cadence: Cadence,
                 on_preview: Callable[[Path, torch.Tensor], None], write: SpaceWait) -> None:
+        if not self.ranks.is_main:
+            return
         write(self._append_log, pending_log)
         if stats is not None:
             on_preview(*write(self.save_preview))
@@ -312,9 +336,11 @@ class TrainingRun:
         state a new trainer of its seed starts in. A run whose checkpoints are all damaged does
         not start over: that is a CheckpointError."""
         trainer = self.trainer
-        if not list_checkpoints(self.run_dir):
+        saved = self.ranks.from_main(
+            lambda: latest_checkpoint(self.run_dir)[1] if list_checkpoints(self.run_dir) else None)
+        if saved is None:
             return Trainer(trainer.config, trainer.images, trainer.numerics).state_dict()
-        return latest_checkpoint(self.run_dir)[1]
+        return saved
 
     # ------------------------------------------------------------------ outputs
     def save(self, keep: int = 3, write: Callable = _at_once) -> Path:
@@ -400,13 +426,13 @@ class SpaceWait:
         except KeyboardInterrupt:   # Ctrl-C on the command line: a stop too
             pass
         raise DiskFull(f"stopped while the disk holding {self.run.run_dir} was full, at step "
-                       f"{self.run.trainer.step_count:,}, which is not saved. {_newest_checkpoint(self.run.run_dir)}"
+                       f"{self.run.trainer.step_count:,}, which is not saved. {describe_saved_state(self.run.run_dir)}"
                        ) from error
 
     def _paused_message(self) -> str:
         return (f"The disk holding {self.run.run_dir} is full: training is paused at step "
                 f"{self.run.trainer.step_count:,} and tries again every {self.retry_seconds:g} s; free some "
-                f"space, or stop the run. {_newest_checkpoint(self.run.run_dir)}")
+                f"space, or stop the run. {describe_saved_state(self.run.run_dir)}")
 
 
 def _is_disk_full(error: Exception) -> bool:
@@ -415,7 +441,7 @@ def _is_disk_full(error: Exception) -> bool:
     return isinstance(cause, OSError) and cause.errno == errno.ENOSPC
 
 
-def _newest_checkpoint(run_dir: Path) -> str:
+def describe_saved_state(run_dir: Path) -> str:
     """Which saved state is safe, in words."""
     saved = list_checkpoints(run_dir)
     if not saved:

@@ -22,6 +22,7 @@ import torch
 from . import losses
 from .augment import AdaptiveProbability, augment
 from .config import TrainConfig
+from .distributed import LOCAL, Ranks
 from .models import build_discriminator, build_generator
 from .numerics import Numerics, choose_numerics, time_steps
 
@@ -48,24 +49,33 @@ class StepStats:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, images: torch.Tensor, numerics: Numerics | None = None):
+    def __init__(self, config: TrainConfig, images: torch.Tensor, numerics: Numerics | None = None,
+                 ranks: Ranks = LOCAL):
         """`images`: uint8 (N, 3, R, R) at the config's resolution. With `numerics` None, the
-        fastest allowed device precision and layout is measured (or read from the cache)."""
+        fastest allowed device precision and layout is measured (or read from the cache, by rank 0
+        for all). With several `ranks`, this is one of them (distributed.py): `config.batch_size`
+        is the batch of all ranks together."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError("images must be a uint8 tensor of shape (N, 3, H, W)")
         if images.shape[-1] != config.resolution or images.shape[-2] != config.resolution:
             raise ValueError(f"images are {images.shape[-1]} px, the config trains at {config.resolution} px")
         self.config = config
+        self.ranks = ranks
+        self.batch_per_rank = ranks.share_of_batch(config.batch_size)
         # The networks first: missing pretrained weights are reported before any speed probe.
         with torch.random.fork_rng(devices=[]):   # same initial weights for the same seed
             torch.manual_seed(config.seed)
             G, D = build_generator(config), build_discriminator(config)
-        self.numerics = numerics or choose_numerics(config, lambda n: _probe(config, images, n))
+        G, D = ranks.synchronise_batch_norm(G), ranks.synchronise_batch_norm(D)
+        self.numerics = numerics or ranks.from_main(
+            lambda: choose_numerics(config, lambda n: _probe(config, images, n)))
         device, layout = self.numerics.device, self.numerics.memory_format
         self.images = images.to(device)
         self.G = G.to(device, memory_format=layout)
         self.D = D.to(device, memory_format=layout)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # What the step trains through: G and D themselves, or their DDP wrappers.
+        self.G_parallel, self.D_parallel = ranks.data_parallel(self.G), ranks.data_parallel(self.D)
         betas = tuple(config.adam_betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas)
@@ -85,13 +95,14 @@ class Trainer:
         the RNG and the BatchNorm statistics (G_ema's stay as they were)."""
         start = time.perf_counter()
         cfg, n = self.config, self.numerics
+        self.ranks.seed_step(self.rng, cfg.seed, self.step_count)
         real = self._real_batch()
-        z = self._latents(cfg.batch_size)
+        z = self._latents(self.batch_per_rank)
         quarter = int(torch.randint(4, (1,), generator=self.rng))
         regularise = cfg.loss != "wgan-gp" and cfg.r1_gamma > 0 and self.step_count % cfg.r1_interval == 0
 
         with n.autocast():
-            fake = self.G(z)
+            fake = self.G_parallel(z)
 
         # Discriminator: reals up, fakes down, reconstruct reals, R1 every few steps.
         real_aug = self._augment(real)
@@ -99,22 +110,24 @@ class Trainer:
             real_aug = real_aug.detach().requires_grad_(True)
         with n.autocast():
             real_logits, reconstruction = self._discriminate_real(real_aug, quarter)
-            fake_logits = self.D(self._augment(fake.detach()))
+            fake_logits = self.D_parallel(self._augment(fake.detach()))
             loss_d = losses.discriminator_loss(cfg.loss, real_logits, fake_logits)
             total_d = loss_d + cfg.reconstruction_weight * reconstruction
             r1 = None
             if regularise:
-                r1 = losses.r1_penalty(real_logits, real_aug)
+                r1 = losses.r1_penalty(real_logits, real_aug, scale=self.scaler_d.get_scale())
                 total_d = total_d + (cfg.r1_gamma / 2) * r1 * cfg.r1_interval
             if cfg.loss == "wgan-gp":
                 total_d = total_d + cfg.gp_weight * losses.gradient_penalty(
-                    self.D, real_aug, self._augment(fake.detach()), self.rng)
+                    self.D_parallel, real_aug, self._augment(fake.detach()), self.rng)
         diverged = self._optimise(self.opt_d, self.scaler_d, total_d, "D")
         if diverged:
             return self._diverged(diverged, start)
-        self.ada.observe(real_logits)
+        real_per_image = self.ranks.gather(real_logits.detach().float().flatten(1).mean(1, keepdim=True))
+        self.ada.observe(real_per_image)
 
-        # Generator: fool the freshly updated D on the same fakes.
+        # Generator: fool the freshly updated D on the same fakes (its gradients are G's alone:
+        # G's wrapper averages them; D's BatchNorm still sees every rank's fakes).
         self.D.requires_grad_(False)
         with n.autocast():
             loss_g = losses.generator_loss(cfg.loss, self.D(self._augment(fake)))
@@ -126,20 +139,22 @@ class Trainer:
         self.step_count += 1
         self.images_seen += cfg.batch_size
         self._update_ema()
+        reported = torch.stack([loss_g, loss_d, reconstruction, loss_g if r1 is None else r1]).detach()
+        loss_g_value, loss_d_value, reconstruction_value, r1_value = self.ranks.mean(reported).tolist()
         return StepStats(
             step=self.step_count,
             images_seen=self.images_seen,
-            loss_g=loss_g.item(),
-            loss_d=loss_d.item(),
-            loss_reconstruction=reconstruction.item(),
-            r1=None if r1 is None else r1.item(),
+            loss_g=loss_g_value,
+            loss_d=loss_d_value,
+            loss_reconstruction=reconstruction_value,
+            r1=None if r1 is None else r1_value,
             augment_p=self.ada.p,
-            real_sign=real_logits.detach().float().flatten(1).mean(1).sign().mean().item(),
+            real_sign=real_per_image.sign().mean().item(),
             seconds=time.perf_counter() - start,
         )
 
     def _real_batch(self) -> torch.Tensor:
-        index = torch.randint(len(self.images), (self.config.batch_size,), generator=self.rng)
+        index = torch.randint(len(self.images), (self.batch_per_rank,), generator=self.rng)
         batch = self.images[index.to(self.images.device)].float().div_(127.5).sub_(1.0)
         return batch.contiguous(memory_format=self.numerics.memory_format)
 
@@ -153,25 +168,26 @@ class Trainer:
 
     def _discriminate_real(self, real: torch.Tensor, quarter: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.D.has_decoder:
-            return self.D(real, quarter)
-        return self.D(real), torch.zeros((), device=real.device)
+            return self.D_parallel(real, quarter)
+        return self.D_parallel(real), torch.zeros((), device=real.device)
 
     def _diverged(self, reason: str, start: float) -> StepStats:
         return StepStats(step=self.step_count + 1, images_seen=self.images_seen, loss_g=math.nan, loss_d=math.nan,
                          loss_reconstruction=math.nan, r1=None, augment_p=self.ada.p, real_sign=math.nan,
                          seconds=time.perf_counter() - start, diverged=reason)
 
-    @staticmethod
-    def _optimise(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
+    def _optimise(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
                   network: str) -> str | None:
         """Backpropagate `loss` and step, unless the loss or the gradient norm says `network` is
         diverging: then the step is not taken and the reason is returned. Both numbers come back in
-        one transfer: on a GPU, one wait per network and step."""
+        one transfer: on a GPU, one wait per network and step. With several ranks the gradients
+        are already averaged, and the loss is too, so that all ranks decide alike."""
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)   # the norm of the true gradients; a no-op without a scaler
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        loss_value, norm = torch.stack([loss.detach().float(), torch.nn.utils.get_total_norm(grads)]).tolist()
+        checked = torch.stack([loss.detach().float(), torch.nn.utils.get_total_norm(grads)])
+        loss_value, norm = self.ranks.mean(checked).tolist()
         diverged = _divergence(network, loss_value, norm, scaled=scaler.is_enabled())
         if diverged is None:
             scaler.step(optimizer)
