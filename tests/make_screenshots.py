@@ -83,7 +83,7 @@ def main() -> None:
 
 
 def dataset_tab(page, dataset: str, picture: Path) -> None:
-    choose(page, "dataset-pick", re.escape(dataset))
+    choose(page, "dataset-pick", rf"{re.escape(dataset)}( · .*)?")
     expect(page.locator("#dataset-summary")).to_contain_text(dataset)
     expect(page.locator("#dataset-summary")).to_contain_text("paintings")
     thumbnails(page, "dataset-gallery").first.wait_for()

@@ -63,8 +63,8 @@ def full_disk(monkeypatch) -> Callable[..., FullDisk]:
         disk = FullDisk(kind, **settings)
 
         @contextlib.contextmanager
-        def atomic_output(path):
-            with real_output(path) as partial:
+        def atomic_output(path, *args, **kwargs):
+            with real_output(path, *args, **kwargs) as partial:
                 yield partial
                 if disk.refuses(Path(path)):
                     with open(partial, "r+b") as file:
