@@ -75,7 +75,7 @@ class ProjectPanel:
         progress(0, desc="Trying random starts")
         found = project_painting(model, painting, name, int(steps), progress=report)
         closest = render_images(model, [found.recipe])[0]
-        note = (f"**Distance** — pixels {found.distance.pixel:.4f}, perceptual {found.distance.perceptual:.3f} "
+        note = (f"**{name}** — distance in pixels {found.distance.pixel:.4f}, perceptual {found.distance.perceptual:.3f} "
                 f"(the best random start: {found.start.pixel:.4f}, {found.start.perceptual:.3f}; 0 is the same "
                 f"picture). It is now the selected sample.")
         return [(painting, name), (closest, "closest sample")], note, *self.tab.select_recipe(choice, found.recipe)
