@@ -213,9 +213,9 @@ def blended_model(model: Model, other: Model, amount: float, finest_from: int = 
     generator = build_generator(model.config)
     generator.load_state_dict(blend(model.generator, other.generator, model.config, amount, finest_from))
     generator.eval().requires_grad_(False)
-    recipe = blend_record(model, other, amount, finest_from)
+    mixed = blend_record(model, other, amount, finest_from)["blend"]
     return live_model(generator, model.config, f"{model.label}-x-{other.label}",
-                      f"a blend of {model.label} and {other.label}: {json.dumps(recipe['blend'])}")
+                      f"a blend of {model.label} and {other.label}: {json.dumps(mixed)}")
 
 
 def blend_record(model: Model, other: Model, amount: float, finest_from: int) -> dict:
