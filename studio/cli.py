@@ -403,8 +403,8 @@ def _walk_from_keyframes(source: Path | None, seeds, recipes, frames, fps, loop,
     if source is None or not (seeds or recipes):
         raise ConfigError("give RUN_OR_GENERATOR and --seeds or --recipes (or --from-sidecar FILE.json)")
     mode = "loop" if loop else "ping-pong" if ping_pong else "once"
-    bases = [Recipe(seed=seed) for seed in seeds] if seeds else [read_recipe(file) for file in recipes]
     try:       # the keyframes' recipes and the timing, checked before the model is loaded
+        bases = [Recipe(seed=seed) for seed in seeds] if seeds else [read_recipe(file) for file in recipes]
         keys = [dataclasses.replace(base, psi=psi, offsets=tuple(direction)) for base in bases]
         walk = even_walk(keys, frames, mode, easing, hold)
     except ValueError as error:
