@@ -12,6 +12,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and nothing that would try to reach the internet from this offline machine.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The page is still: no event is running (gradio hides every status tracker), no transition is
+# half-way (a finished event fades its outputs back in) and every image has loaded.
+SETTLED = """() =>
+    [...document.querySelectorAll('.wrap.full')].every(tracker => tracker.classList.contains('hide'))
+    && document.getAnimations().every(animation => animation.playState !== 'running'
+                                                   || animation.effect.getComputedTiming().iterations === Infinity)
+    && [...document.images].every(image => image.complete && image.naturalWidth > 0)"""
 
 
 def free_port() -> int:

@@ -33,19 +33,13 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from browser import ARGS, CHROMIUM, choose, fill_number, free_port, move_slider, radio, select_sample, thumbnails
+from browser import (ARGS, CHROMIUM, SETTLED, choose, fill_number, free_port, move_slider, radio, select_sample,
+                     thumbnails)
 
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 120_000
 KID_MINUTES = 0.75                 # one KID measurement within the default 100 steps
 TRAIN_TIMEOUT_MS = 60 * 60_000     # training on a busy CPU can take a while; this only catches a hang
-# The page is still: no event is running (gradio hides every status tracker), no transition is
-# half-way (a finished event fades its outputs back in) and every image has loaded.
-SETTLED = """() =>
-    [...document.querySelectorAll('.wrap.full')].every(tracker => tracker.classList.contains('hide'))
-    && document.getAnimations().every(animation => animation.playState !== 'running'
-                                                   || animation.effect.getComputedTiming().iterations === Infinity)
-    && [...document.images].every(image => image.complete && image.naturalWidth > 0)"""
 
 
 def main() -> None:
@@ -131,6 +125,7 @@ def train_tab(page, model: str, steps: int, picture: Path) -> None:
 
 def explore_tab(page, run: str, keyframes: list[int], picture: Path) -> None:
     page.get_by_role("tab", name="3 · Explore").click()
+    page.wait_for_function(SETTLED)         # the tab's own choice of model first, then ours
     choose(page, "explore-model", re.escape(run))
     expect(page.locator("#explore-status")).to_contain_text(f"{run} ·")
     expect(thumbnails(page, "explore-gallery")).to_have_count(16)
@@ -162,7 +157,7 @@ def explore_panels(page, paintings: list[Path], other: str | None, folder: Path)
             clear.click()
         page.locator("#explore-project-upload input[type=file]").set_input_files(str(painting))
         page.locator("#explore-project-start").click()
-        expect(page.locator("#explore-project-note")).to_contain_text(f"{painting.name} — distance")
+        expect(page.locator("#explore-project-note")).to_contain_text(f"{painting.name} — distance", timeout=TIMEOUT_MS)
         page.locator("#explore-add-keyframe").click()
         expect(thumbnails(page, "explore-keyframes")).to_have_count(n + 1)
     page.locator("#explore-preview").click()
@@ -174,13 +169,13 @@ def explore_panels(page, paintings: list[Path], other: str | None, folder: Path)
         page.locator("#explore-add-parent").click()
         expect(thumbnails(page, "explore-parents")).to_have_count(n + 1)
     page.locator("#explore-breed").click()
-    expect(thumbnails(page, "explore-children")).to_have_count(16)
+    expect(thumbnails(page, "explore-children")).to_have_count(16, timeout=TIMEOUT_MS)
     in_view(page, "explore-children", folder / "screenshot-explore-breed.png")
 
     if other:
         choose(page, "explore-blend-model", re.escape(other))
     page.locator("#explore-blend-preview").click()
-    expect(thumbnails(page, "explore-blend-grid")).to_have_count(24)
+    expect(thumbnails(page, "explore-blend-grid")).to_have_count(24, timeout=TIMEOUT_MS)
     in_view(page, "explore-blend-grid", folder / "screenshot-explore-blend.png")
 
 

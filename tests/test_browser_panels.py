@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from browser import ARGS, CHROMIUM, choose, download, fill_number, free_port, select_sample, thumbnails
+from browser import ARGS, CHROMIUM, SETTLED, choose, download, fill_number, free_port, select_sample, thumbnails
 from conftest import FAST_CADENCE, draw_shapes
 from studio import generator_file
 from studio.checkpoint import read_export
@@ -64,6 +64,7 @@ def explore(studio_with_models):
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(studio_with_models.url)
         page.get_by_role("tab", name="3 · Explore").click()
+        page.wait_for_function(SETTLED)         # the tab's own choice of model first, then ours
         choose(page, "explore-model", "tiny")
         sync_api.expect(page.locator("#explore-status")).to_contain_text("tiny · 32 px")
         sync_api.expect(thumbnails(page, "explore-gallery")).to_have_count(16)
@@ -82,7 +83,7 @@ def project(page, painting: Path) -> None:
     expect(page.locator("#explore-project-upload")).to_contain_text(painting.stem)
     fill_number(page, "explore-project-steps", 20)
     page.locator("#explore-project-start").click()
-    expect(page.locator("#explore-project-note")).to_contain_text(f"{painting.name} — distance")
+    expect(page.locator("#explore-project-note")).to_contain_text(f"{painting.name} — distance", timeout=TIMEOUT_MS)
     expect(thumbnails(page, "explore-project-result")).to_have_count(2)
 
 
@@ -115,7 +116,7 @@ def test_breeding_favourites_and_keeping_a_child(explore, screenshots):
         explore.locator("#explore-add-parent").click()
         expect(thumbnails(explore, "explore-parents")).to_have_count(index)
     explore.locator("#explore-breed").click()
-    expect(thumbnails(explore, "explore-children")).to_have_count(16)
+    expect(thumbnails(explore, "explore-children")).to_have_count(16, timeout=TIMEOUT_MS)
     select_sample(explore, 5, gallery="explore-children")
     explore.locator("#explore-add-keyframe").click()
     expect(thumbnails(explore, "explore-keyframes").first).to_contain_text("child of 2")
@@ -130,7 +131,7 @@ def test_blending_a_model_with_its_fine_tune_and_saving_the_blend(explore, studi
 
     expect(explore.locator("#explore-blend-model input")).to_have_value("tiny-tuned")
     explore.locator("#explore-blend-preview").click()
-    expect(thumbnails(explore, "explore-blend-grid")).to_have_count(24)
+    expect(thumbnails(explore, "explore-blend-grid")).to_have_count(24, timeout=TIMEOUT_MS)
     expect(explore.locator("#explore-blend-note")).to_contain_text("0.5 of tiny-tuned in all layers")
     expect(explore.locator("#explore-blend-note")).not_to_contain_text("not fine-tuned from a common model")
     explore.locator("#explore-blend-name textarea, #explore-blend-name input").first.fill("half and half")
