@@ -22,13 +22,17 @@ from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECI
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
 from .distributed import join as join_ranks, lost_rank
-from .explore import EXPORT_SIZE, SidecarError, export_walk, open_model, read_sidecar, walk_format
+from .explore import (EXPORT_SIZE, SidecarError, export_walk, fit_painting, open_model, project_painting,
+                      read_recipe, read_sidecar, recipe_file, walk_format)
+from .files import write_json
 from .latent import EASINGS, Recipe, even_walk
 from .metrics import Evaluation, evaluate, load_inception
 from .packaged import WeightsUnavailable
+from .project import DEFAULT_STARTS, DEFAULT_STEPS
 from .render import grid_image, render_seeds, save_png, to_pil_images
 from .finetune import starting_point
 from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun, describe_saved_state, export_for_sharing
+from .sources import Rejected
 from .trainer import StepStats
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
@@ -315,7 +319,7 @@ def run_generate(args) -> int:
 # What shapes a walk made from seeds, and its value when not given. These options default to
 # "absent" in the parser, so that one given with --from-sidecar (which replays a recorded walk
 # exactly) can be refused rather than silently ignored.
-WALK_DEFAULTS = {"seeds": None, "frames": 60, "fps": 24.0, "loop": False, "ping_pong": False, "easing": "linear",
+WALK_DEFAULTS = {"seeds": None, "recipes": None, "frames": 60, "fps": 24.0, "loop": False, "ping_pong": False, "easing": "linear",
                  "hold": 0, "psi": 1.0, "direction": [], "size": EXPORT_SIZE}
 
 
@@ -324,7 +328,10 @@ def add_interpolate(commands) -> None:
     p.add_argument("source", type=Path, nargs="?", metavar="RUN_OR_GENERATOR",
                    help="a run folder, generator export or checkpoint (with --from-sidecar: only if it has moved)")
     absent = argparse.SUPPRESS
-    p.add_argument("--seeds", type=_seed_list, default=absent, help="keyframe seeds in order, e.g. 3,17,42")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--seeds", type=_seed_list, default=absent, help="keyframe seeds in order, e.g. 3,17,42")
+    keys.add_argument("--recipes", type=Path, nargs="+", default=absent, metavar="Z.json",
+                      help="keyframes from `project --out` files in order: a walk between your own paintings")
     p.add_argument("--frames", type=_positive(int), default=absent, help="frames in all (default 60)")
     p.add_argument("--fps", type=_positive(float), default=absent, help="frames per second (default 24)")
     ends = p.add_mutually_exclusive_group()
@@ -368,7 +375,7 @@ def run_interpolate(args) -> int:
             raise ConfigError(f"--from-sidecar renders the walk it records as it was; leave out {flags}")
         model, walk, fps, size = read_sidecar(args.from_sidecar, args.source)
     else:
-        model, walk, fps, size = _walk_from_seeds(args.source, **{**WALK_DEFAULTS, **given})
+        model, walk, fps, size = _walk_from_keyframes(args.source, **{**WALK_DEFAULTS, **given})
     line = StderrLine(terminal_seconds=0.1)
     try:
         sidecar = export_walk(model, walk, args.out, fps, size, read_labels(model.run_dir),
@@ -391,13 +398,15 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"--out {out} is a folder; name the file to write, e.g. {out / 'walk.gif'}")
 
 
-def _walk_from_seeds(source: Path | None, seeds, frames, fps, loop, ping_pong, easing, hold, psi, direction, size):
-    if source is None or not seeds:
-        raise ConfigError("give RUN_OR_GENERATOR and --seeds (or --from-sidecar FILE.json)")
+def _walk_from_keyframes(source: Path | None, seeds, recipes, frames, fps, loop, ping_pong, easing, hold, psi,
+                         direction, size):
+    if source is None or not (seeds or recipes):
+        raise ConfigError("give RUN_OR_GENERATOR and --seeds or --recipes (or --from-sidecar FILE.json)")
     mode = "loop" if loop else "ping-pong" if ping_pong else "once"
     try:       # the keyframes' recipes and the timing, checked before the model is loaded
-        recipes = [Recipe(seed=seed, psi=psi, offsets=tuple(direction)) for seed in seeds]
-        walk = even_walk(recipes, frames, mode, easing, hold)
+        bases = [Recipe(seed=seed) for seed in seeds] if seeds else [read_recipe(file) for file in recipes]
+        keys = [dataclasses.replace(base, psi=psi, offsets=tuple(direction)) for base in bases]
+        walk = even_walk(keys, frames, mode, easing, hold)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     model = open_model(source)
@@ -405,6 +414,47 @@ def _walk_from_seeds(source: Path | None, seeds, frames, fps, loop, ping_pong, e
         raise ConfigError(f"direction {bad[0]} does not exist; this generator has directions "
                           f"0-{model.direction_count - 1}")
     return model, walk, fps, size
+
+
+# -------------------------------------------------------------------------------- project
+def add_project(commands) -> None:
+    p = commands.add_parser("project", help="find the latent whose sample is closest to a painting of yours")
+    p.add_argument("source", type=Path, metavar="RUN_OR_GENERATOR")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="any size; fitted as ingest fits paintings (crop)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"search steps (default {DEFAULT_STEPS})")
+    p.add_argument("--starts", type=_positive(int), default=DEFAULT_STARTS,
+                   help=f"random latents tried before the search (default {DEFAULT_STARTS})")
+    p.add_argument("--seed", type=int, default=0, help="of the random starts: the same seed finds the same latent")
+    p.add_argument("--out", required=True, type=Path, metavar="Z.json",
+                   help="the recipe found, for `interpolate --recipes` (and the distances reached)")
+    p.set_defaults(run=run_project)
+
+
+def run_project(args) -> int:
+    if args.steps < 0:
+        raise ConfigError("--steps must be 0 or more")
+    model = open_model(args.source)
+    try:
+        painting = fit_painting(model, args.image.read_bytes())
+    except Rejected as rejected:
+        raise ConfigError(f"cannot use {args.image}: {rejected.reason}") from None
+    line = StderrLine(terminal_seconds=0.2)
+    started = time.monotonic()
+    found = project_painting(model, painting, args.image.name, args.steps, args.seed, starts=args.starts,
+                             progress=lambda step, steps, loss: line.show(f"  step {step}/{steps}  distance {loss:.4f}",
+                                                                         final=step == steps))
+    seconds = time.monotonic() - started
+    try:
+        write_json(args.out, recipe_file(model, found))
+    except OSError as error:
+        raise ConfigError(f"cannot write {args.out}: {error.strerror or error}") from None
+    print(f"Projected {args.image} into {model.label} in {seconds:.1f} s: pixel distance {found.distance.pixel:.4f}, "
+          f"perceptual {found.distance.perceptual:.4f} (best random start {found.start.pixel:.4f}, "
+          f"{found.start.perceptual:.4f}); recipe in {args.out}")
+    print(json.dumps({"out": str(args.out), "steps": args.steps, "seconds": round(seconds, 2),
+                      "distance": found.distance.to_json(), "start": found.start.to_json(),
+                      "recipe": found.recipe.to_json()}))
+    return 0
 
 
 # --------------------------------------------------------------------------------- studio
@@ -540,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(commands)
     add_evaluate(commands)
     add_interpolate(commands)
+    add_project(commands)
     return parser
 
 

@@ -147,16 +147,28 @@ def _process(candidate: Candidate, options: IngestOptions, known: dict[str, str]
     if sha256 in known:
         raise Rejected(f"duplicate of {known[sha256]}", sha256)
     try:
-        image = _decode(data, options)
+        upright = _decode_upright(data, options)
     except Rejected as rejected:
         raise Rejected(rejected.reason, sha256) from None
-    upright = ImageOps.exif_transpose(image)
     square = _to_square(_to_rgb(upright, options.background), options)
     file = f"images/{sha256[:16]}.png"
     _save_png(square, images_dir.parent / file)
     written.append(images_dir.parent / file)
     return {"source": candidate.name, "sha256": sha256, "width": upright.width,
             "height": upright.height, "file": file, "status": "accepted"}
+
+
+def prepare_painting(data: bytes, options: IngestOptions) -> Image.Image:
+    """One painting exactly as ingest would store it (validated, upright, RGB on the background,
+    square at the options' size), for a use outside a dataset such as projecting it into a
+    model. Raises Rejected with the reason ingest would give."""
+    if not data:
+        raise Rejected("empty file (0 bytes)")
+    return _to_square(_to_rgb(_decode_upright(data, options), options.background), options)
+
+
+def _decode_upright(data: bytes, options: IngestOptions) -> Image.Image:
+    return ImageOps.exif_transpose(_decode(data, options))
 
 
 def _decode(data: bytes, options: IngestOptions) -> Image.Image:

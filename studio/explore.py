@@ -1,7 +1,8 @@
 """Exploring a trained generator: samples from recipes, the generator's main directions and what
-they do to a sample, each sample's nearest training painting, and walks between keyframes written
-as a GIF, an MP4, a zip of PNG frames or a contact sheet, each with a sidecar from which the same
-frames can be rendered again."""
+they do to a sample, each sample's nearest training painting, the artist's own paintings
+projected into it, children bred from favourites, blends with another model, and walks between
+keyframes written as a GIF, an MP4, a zip of PNG frames or a contact sheet, each with a sidecar
+from which the same frames can be rendered again."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,14 +19,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import EXPORT_NAMES, checkpoint_dir, generator_source, load_generator
+from . import generator_file
+from .blend import blend, check_blendable
+from .breed import children
+from .checkpoint import EXPORT_NAMES, checkpoint_dir, generator_source, load_generator, read_export
 from .config import TrainConfig
-from .data import load_images
+from .data import IngestOptions, load_images, prepare_painting
 from .directions import Directions, DirectionLabels, cached_directions, find_directions
 from .export import frame_ms, sidecar_path, upscale, write_frames_zip, write_gif, write_mp4, write_still
 from .files import atomic_output, write_json
 from .latent import Recipe, Walk, circle_through
 from .metrics import dataset_features, inception_features, load_inception, nearest, typical_distance
+from .models import build_generator
+from .project import DEFAULT_STARTS, Projection, painting_tensor, project
 from .render import grid_image, render_latents, to_pil_images, to_uint8
 
 EXPORT_SIZE = 256          # px; a 64 px sample is too small to watch
@@ -36,6 +42,8 @@ STRIP_TILE = 64            # px per picture in a strip, whatever the model's res
 PREVIEW_SIZE = 128         # px of the quick preview
 SIDECAR_FORMAT = "gan-art-studio/walk"
 STILL_FORMAT = "gan-art-studio/still"
+RECIPE_FORMAT = "gan-art-studio/recipe"
+BLEND_SEEDS = tuple(range(8))   # the fixed seeds a blend is previewed on
 LOOP_KEYFRAMES = 6        # on a seamless loop's circle; its moves are short arcs, so it looks round
 LOOP_RADIUS = 0.45        # radians: the loop's far side is about 50° away from the sample in z
 RENDER_BATCH = 8           # walks always render in batches of this size, so frames repeat bit for bit
@@ -152,6 +160,90 @@ def direction_strips(model: Model, recipe: Recipe, indices: list[int]) -> list[I
     per_strip = len(STRIP_OFFSETS)
     return [grid_image(images[i:i + per_strip], columns=per_strip, padding=1)
             for i in range(0, len(images), per_strip)]
+
+
+# ----------------------------------------------------------- projection, breeding, blending
+def fit_painting(model: Model, data: bytes) -> Image.Image:
+    """An uploaded painting as the Dataset tab would store it, at the model's resolution
+    (sources.Rejected with the reason if it would be rejected)."""
+    return prepare_painting(data, IngestOptions(resolution=model.config.resolution))
+
+
+def project_painting(model: Model, painting: Image.Image, name: str, steps: int, seed: int = 0,
+                     starts: int = DEFAULT_STARTS,
+                     progress: Callable[[int, int, float], None] | None = None) -> Projection:
+    """The latent closest to `painting` (fitted already); its recipe records the painting's name,
+    the SHA-256 of its fitted pixels and the generator it was projected into."""
+    origin = {"painting": name, "sha256": hashlib.sha256(painting.tobytes()).hexdigest(),
+              "generator": model.sha256}
+    return project(model.generator, model.config.z_dim, painting_tensor(painting), steps, seed, starts,
+                   origin=origin, progress=progress)
+
+
+def recipe_file(model: Model, projection: Projection) -> dict:
+    """What `project --out` writes: the recipe, how close it came, and the generator it is for."""
+    return {"format": RECIPE_FORMAT, "version": 1, "generator": _generator_facts(model),
+            "recipe": projection.recipe.to_json(), "start": projection.start.to_json(),
+            "distance": projection.distance.to_json()}
+
+
+def read_recipe(path: str | Path) -> Recipe:
+    """The recipe of a `project --out` file (SidecarError if it is not one)."""
+    path = Path(path)
+    try:
+        facts = json.loads(path.read_text())
+        if facts.get("format") != RECIPE_FORMAT:
+            raise SidecarError(f"{path} is not a recipe file made by `project --out`")
+        return Recipe.from_json(facts["recipe"])
+    except FileNotFoundError:
+        raise SidecarError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:
+        raise SidecarError(f"{path} is not a readable recipe file ({error})") from None
+
+
+def breed(model: Model, parents: list[Recipe], count: int, mutation: float, seed: int) -> list[Recipe]:
+    """Children of the parents as they are rendered (truncation and moves included)."""
+    return children(parents, model.latents(parents), count, mutation, seed)
+
+
+def blended_model(model: Model, other: Model, amount: float, finest_from: int = 4) -> Model:
+    """`model` with `amount` of `other` in its layers of `finest_from` px and up (blend.py), held
+    in memory until saved; its directions are found afresh."""
+    check_blendable(model.config, other.config)
+    generator = build_generator(model.config)
+    generator.load_state_dict(blend(model.generator, other.generator, model.config, amount, finest_from))
+    generator.eval().requires_grad_(False)
+    mixed = blend_record(model, other, amount, finest_from)["blend"]
+    return live_model(generator, model.config, f"{model.label}-x-{other.label}",
+                      f"a blend of {model.label} and {other.label}: {json.dumps(mixed)}")
+
+
+def blend_record(model: Model, other: Model, amount: float, finest_from: int) -> dict:
+    """The provenance of a blend: both parents (file and SHA-256) and how they were mixed."""
+    parents = [{"label": m.label, "file": str(m.file) if m.file else None, "sha256": m.sha256} for m in (model, other)]
+    return {"blend": {"parents": parents, "amount": amount, "finest_from": finest_from}}
+
+
+def common_source(model: Model, other: Model) -> bool:
+    """Whether one was fine-tuned from the other or both from one model, as their exports say."""
+    def ancestry(m: Model) -> set[str]:
+        found = {m.sha256}
+        if m.file is not None:
+            source = (read_export(m.file)[2].get("fine_tuned_from") or {}).get("sha256")
+            found.add(source)
+        return found - {None}
+    return bool(ancestry(model) & ancestry(other))
+
+
+def save_blend(model: Model, other: Model, amount: float, finest_from: int, run_dir: str | Path) -> Path:
+    """The blend as RUN_DIR/generator.safetensors (a new run folder of its own, which the
+    studio lists like any trained model), its provenance naming both parents."""
+    blended = blended_model(model, other, amount, finest_from)
+    path = Path(run_dir) / EXPORT_NAMES[0]
+    if path.exists():
+        raise FileExistsError(f"{path} exists already; give the blend another name")
+    return generator_file.write(path, blended.generator.state_dict(), model.config,
+                                blend_record(model, other, amount, finest_from))
 
 
 # ------------------------------------------------------------------------- copies check

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -66,11 +66,14 @@ class Recipe:
     directions (direction index -> how far, in standard deviations of z along it).
 
     The offsets are added after truncation, so a slider moves a calm sample as far as a wild one.
-    Zero offsets are dropped: a slider moved away and back gives back exactly the same recipe."""
+    Zero offsets are dropped: a slider moved away and back gives back exactly the same recipe.
+    `origin` says where a stored z came from (a projected painting, the parents it was bred
+    from): kept with the recipe wherever it goes, but not part of what it renders."""
     seed: int | None = None
     z: tuple[float, ...] | None = None
     psi: float = 1.0
     offsets: tuple[tuple[int, float], ...] = ()
+    origin: dict | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if (self.seed is None) == (self.z is None):
@@ -87,12 +90,16 @@ class Recipe:
         object.__setattr__(self, "offsets", offsets)
 
     @classmethod
-    def of_z(cls, z: torch.Tensor) -> "Recipe":
-        return cls(z=tuple(z.float().tolist()))
+    def of_z(cls, z: torch.Tensor, origin: dict | None = None) -> "Recipe":
+        return cls(z=tuple(z.float().tolist()), origin=origin)
 
     def moved(self, offsets: dict[int, float]) -> "Recipe":
         """The same sample with these offsets instead of its own."""
-        return Recipe(self.seed, self.z, self.psi, tuple(offsets.items()))
+        return replace(self, offsets=tuple(offsets.items()))
+
+    def truncated(self, psi: float) -> "Recipe":
+        """The same sample at truncation `psi`."""
+        return replace(self, psi=psi)
 
     def latent(self, z_dim: int, directions: Mapping[int, torch.Tensor] | torch.Tensor = ()) -> torch.Tensor:
         """(z_dim,). `directions`: unit vectors by index (a (k, z_dim) tensor's rows, or a dict),
@@ -109,8 +116,9 @@ class Recipe:
         return z
 
     def label(self) -> str:
-        """Short, for captions: 'seed 42', 'seed 42 · ψ 0.7 · 2 moves', 'own z'."""
-        parts = [f"seed {self.seed}" if self.seed is not None else "own z"]
+        """Short, for captions: 'seed 42', 'seed 42 · ψ 0.7 · 2 moves', 'own z', 'projected z',
+        'child of 3'."""
+        parts = [f"seed {self.seed}" if self.seed is not None else _origin_label(self.origin)]
         if self.psi != 1:
             parts.append(f"ψ {self.psi:g}")
         if self.offsets:
@@ -119,13 +127,15 @@ class Recipe:
 
     def to_json(self) -> int | dict:
         """A plain seed is just its number."""
-        if self.seed is not None and self.psi == 1 and not self.offsets:
+        if self.seed is not None and self.psi == 1 and not self.offsets and not self.origin:
             return self.seed
         data: dict = {"seed": self.seed} if self.seed is not None else {"z": list(self.z)}
         if self.psi != 1:
             data["psi"] = self.psi
         if self.offsets:
             data["offsets"] = {str(i): a for i, a in self.offsets}
+        if self.origin:
+            data["origin"] = self.origin
         return data
 
     @classmethod
@@ -135,9 +145,20 @@ class Recipe:
         if not isinstance(data, dict):
             raise ValueError(f"a recipe is a seed or an object, not {data!r}")
         z = data.get("z")
+        origin = data.get("origin")
+        if origin is not None and not isinstance(origin, dict):
+            raise ValueError(f"a recipe's origin is an object, not {origin!r}")
         return cls(seed=data.get("seed"), z=tuple(float(v) for v in z) if z is not None else None,
                    psi=float(data.get("psi", 1.0)),
-                   offsets=tuple((int(i), float(a)) for i, a in data.get("offsets", {}).items()))
+                   offsets=tuple((int(i), float(a)) for i, a in data.get("offsets", {}).items()), origin=origin)
+
+
+def _origin_label(origin: dict | None) -> str:
+    if origin and "projected" in origin:
+        return "projected z"
+    if origin and "bred" in origin:
+        return f"child of {len(origin['bred'].get('parents', []))}"
+    return "own z"
 
 
 def circle_through(z: torch.Tensor, count: int, radius: float, seed: int) -> list[torch.Tensor]:

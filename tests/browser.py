@@ -12,6 +12,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and nothing that would try to reach the internet from this offline machine.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The page is still: no event is running (gradio hides every status tracker), no transition is
+# half-way (a finished event fades its outputs back in) and every image has loaded.
+SETTLED = """() =>
+    [...document.querySelectorAll('.wrap.full')].every(tracker => tracker.classList.contains('hide'))
+    && document.getAnimations().every(animation => animation.playState !== 'running'
+                                                   || animation.effect.getComputedTiming().iterations === Infinity)
+    && [...document.images].every(image => image.complete && image.naturalWidth > 0)"""
 
 
 def free_port() -> int:
@@ -72,8 +79,21 @@ def move_slider(page, elem_id: str, fraction: float) -> None:
     page.wait_for_function(_CHANGED, arg=["explore-selected", before])
 
 
-def select_sample(page, index: int) -> None:
-    """Click a sample in the Explore gallery and wait for it to become the selected one."""
+def select_sample(page, index: int, gallery: str = "explore-gallery") -> None:
+    """Click a sample in an Explore gallery (the seeds', the children's) and wait for it to become
+    the selected one."""
     before = image_source(page, "explore-selected")
-    thumbnails(page, "explore-gallery").nth(index).click()
+    thumbnails(page, gallery).nth(index).click()
     page.wait_for_function(_CHANGED, arg=["explore-selected", before])
+
+
+def download(page, button_id: str, suffix: str, folder: Path) -> Path:
+    """Export with the button, wait for the file to be offered, and download it."""
+    page.locator(f"#{button_id}").click()
+    link = page.locator(f"#explore-download a[download$='{suffix}']")
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    path = folder / info.value.suggested_filename
+    info.value.save_as(path)
+    return path

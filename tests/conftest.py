@@ -205,3 +205,11 @@ def studio_app(tmp_path_factory):
     finally:
         session.stop(timeout=60)
         demo.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where the screenshots go: $STUDIO_SCREENSHOT_DIR if set, else this test's tmp folder."""
+    folder = Path(os.environ.get("STUDIO_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,6 +1,6 @@
 """Make the README's screenshots: the studio as a newcomer finds it, with the demo.
 
-    python tests/make_screenshots.py [--out assets] [--steps 100] [--keyframes 1,10]
+    python tests/make_screenshots.py [--out assets] [--steps 100] [--keyframes 1,10] [--other RUN_DIR]
 
 A new workspace (in the temp folder) gets the demo dataset and model, as on a first launch. The
 studio is served from this process on 127.0.0.1 and Debian's Chromium (/usr/bin/chromium,
@@ -13,7 +13,12 @@ headless, through Playwright; never `playwright install`) visits it:
   3 · Explore  picks the demo model, adds the samples --keyframes as keyframes (the last one
                moved along two directions first), previews the walk and exports it as a GIF
                                                                  -> screenshot-explore.png, and the
-               selected sample with its direction sliders  -> screenshot-explore-directions.png
+               selected sample with its direction sliders  -> screenshot-explore-directions.png;
+               then projects two of the demo's paintings into the demo model
+                                                                 -> screenshot-explore-project.png,
+               breeds a litter from two samples                  -> screenshot-explore-breed.png,
+               and blends the demo with --other (a fine-tune of it, copied into the workspace;
+               by default the one trained in the Train tab)      -> screenshot-explore-blend.png
 
 Every wait is on something the page shows; the timeouts only guard against a hung page.
 """
@@ -22,24 +27,19 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from browser import ARGS, CHROMIUM, choose, fill_number, free_port, move_slider, radio, select_sample, thumbnails
+from browser import (ARGS, CHROMIUM, SETTLED, choose, fill_number, free_port, move_slider, radio, select_sample,
+                     thumbnails)
 
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 120_000
 KID_MINUTES = 0.75                 # one KID measurement within the default 100 steps
 TRAIN_TIMEOUT_MS = 60 * 60_000     # training on a busy CPU can take a while; this only catches a hang
-# The page is still: no event is running (gradio hides every status tracker), no transition is
-# half-way (a finished event fades its outputs back in) and every image has loaded.
-SETTLED = """() =>
-    [...document.querySelectorAll('.wrap.full')].every(tracker => tracker.classList.contains('hide'))
-    && document.getAnimations().every(animation => animation.playState !== 'running'
-                                                   || animation.effect.getComputedTiming().iterations === Infinity)
-    && [...document.images].every(image => image.complete && image.naturalWidth > 0)"""
 
 
 def main() -> None:
@@ -50,6 +50,8 @@ def main() -> None:
                         help="steps to train on before the Train picture (default 100, 1-2 minutes on 2 cores)")
     parser.add_argument("--keyframes", default="1,10",
                         help="the samples (0-15) to add as keyframes in Explore, in order (default 1,10)")
+    parser.add_argument("--other", type=Path, metavar="RUN_DIR",
+                        help="a fine-tune of the demo to blend it with (default: the run the Train tab trains)")
     args = parser.parse_args()
     keyframes = [int(n) for n in args.keyframes.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,8 @@ def main() -> None:
 
         workspace = Workspace(Path(gradio_tmp) / "workspace")
         bundled.add_to(workspace)
+        if args.other:
+            shutil.copytree(args.other, workspace.run_dir(args.other.name))
         session = TrainingSession()
         demo = build_app(workspace.root, session)
         demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
@@ -76,6 +80,8 @@ def main() -> None:
                 dataset_tab(page, bundled.NAME, args.out / "screenshot-dataset.png")
                 train_tab(page, bundled.NAME, args.steps, args.out / "screenshot-train.png")
                 explore_tab(page, bundled.NAME, keyframes, args.out / "screenshot-explore.png")
+                paintings = sorted((bundled.DATASET / "images").glob("*.png"))[:2]
+                explore_panels(page, paintings, args.other.name if args.other else None, args.out)
                 browser.close()
         finally:
             session.stop()
@@ -119,6 +125,7 @@ def train_tab(page, model: str, steps: int, picture: Path) -> None:
 
 def explore_tab(page, run: str, keyframes: list[int], picture: Path) -> None:
     page.get_by_role("tab", name="3 · Explore").click()
+    page.wait_for_function(SETTLED)         # the tab's own choice of model first, then ours
     choose(page, "explore-model", re.escape(run))
     expect(page.locator("#explore-status")).to_contain_text(f"{run} ·")
     expect(thumbnails(page, "explore-gallery")).to_have_count(16)
@@ -141,7 +148,46 @@ def explore_tab(page, run: str, keyframes: list[int], picture: Path) -> None:
     print(f"wrote {directions}", flush=True)
 
 
+def explore_panels(page, paintings: list[Path], other: str | None, folder: Path) -> None:
+    """Projection, breeding and blending, each photographed with the panel in view."""
+    page.locator("#explore-clear").click()
+    for n, painting in enumerate(paintings):
+        clear = page.locator("#explore-project-upload button[aria-label='Clear']")
+        if clear.count():
+            clear.click()
+        page.locator("#explore-project-upload input[type=file]").set_input_files(str(painting))
+        page.locator("#explore-project-start").click()
+        expect(page.locator("#explore-project-note")).to_contain_text(f"{painting.name} — distance", timeout=TIMEOUT_MS)
+        page.locator("#explore-add-keyframe").click()
+        expect(thumbnails(page, "explore-keyframes")).to_have_count(n + 1)
+    page.locator("#explore-preview").click()
+    page.locator("#explore-animation img").wait_for()
+    in_view(page, "explore-project-result", folder / "screenshot-explore-project.png")
+
+    for n, index in enumerate((2, 5)):
+        select_sample(page, index)
+        page.locator("#explore-add-parent").click()
+        expect(thumbnails(page, "explore-parents")).to_have_count(n + 1)
+    page.locator("#explore-breed").click()
+    expect(thumbnails(page, "explore-children")).to_have_count(16, timeout=TIMEOUT_MS)
+    in_view(page, "explore-children", folder / "screenshot-explore-breed.png")
+
+    if other:
+        choose(page, "explore-blend-model", re.escape(other))
+    page.locator("#explore-blend-preview").click()
+    expect(thumbnails(page, "explore-blend-grid")).to_have_count(24, timeout=TIMEOUT_MS)
+    in_view(page, "explore-blend-grid", folder / "screenshot-explore-blend.png")
+
+
 # ---------------------------------------------------------------------- helpers
+def in_view(page, elem_id: str, path: Path) -> None:
+    """A viewport-sized picture with `elem_id` in the middle, once the page has settled."""
+    page.locator(f"#{elem_id}").evaluate("element => element.scrollIntoView({block: 'center'})")
+    page.wait_for_function(SETTLED)
+    page.screenshot(path=str(path))
+    print(f"wrote {path}", flush=True)
+
+
 def shoot(page, path: Path) -> None:
     """A full-page picture once the page has settled."""
     page.wait_for_function(SETTLED)

@@ -1,6 +1,7 @@
 """Explore tab: browse a model's samples, move the selected one along the generator's main
 directions, check samples for copies of the training paintings, collect keyframes (from the
-gallery, a typed seed or the sliders), time the walk between them and export it."""
+gallery, a typed seed, the sliders, a projected painting or a bred child), time the walk between
+them and export it. Projection, breeding and blending are laid out by explore_panels.py."""
 from __future__ import annotations
 
 import functools
@@ -20,6 +21,7 @@ from ..metrics import MetricsUnavailable
 from ..run import RunError, preview_step, recorded_dataset
 from ..session import TrainingSession
 from ..workspace import Workspace
+from .explore_panels import BlendPanel, BreedPanel, ProjectPanel
 
 LIVE = ":live"        # the dropdown's value for the session's run; ':' is never in a folder name
 SEEDS_SHOWN = 16
@@ -41,6 +43,7 @@ class ExploreTab:
         self.workspace = workspace
         self.session = session
         self._live: tuple[tuple, Model] | None = None    # the live run's newest preview, opened
+        self.projecting, self.breeding, self.blending = ProjectPanel(self), BreedPanel(self), BlendPanel(self)
 
     # ------------------------------------------------------------------ layout
     def render(self, page: gr.Blocks | None = None) -> None:
@@ -130,6 +133,10 @@ class ExploreTab:
                                    for kind, label in EXPORT_BUTTONS.items()}
                     download = gr.File(label="Download (with a .json sidecar beside it in exports/)",
                                        interactive=False, elem_id="explore-download")
+            with gr.Row(equal_height=False):
+                self.projecting.layout()
+                self.breeding.layout()
+            self.blending.layout()
             seeds = gr.State(list(range(SEEDS_SHOWN)))     # the training previews' seeds, to start with
             current = gr.State(None)                       # the selected sample's recipe, as JSON
             keyframes = gr.State([])                       # recipes, as JSON, in order
@@ -140,6 +147,9 @@ class ExploreTab:
         walk = [model, keyframes, timing, mode, fps]
         forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
         gr.on([page.load, tab.select] if page else [tab.select], self.refresh, model, model, api_name="explore_tab")
+        self.projecting.wire(model, panel)
+        self.breeding.wire(model, current, panel)
+        self.blending.wire(model)
         # New samples make an earlier check for copies mislead: clear it.
         model.change(self.switch, [model, seeds, psi], [*views, pick, *slots, keyframes, timing, walk_note],
                      api_name="explore_show").then(**forget, api_name="explore_show_forget_copies")
@@ -197,14 +207,14 @@ class ExploreTab:
         """Samples, status line, keyframes and the selected sample (the one picked before, at this
         ψ, or else the first sample) with its directions, all rendered by the chosen model. Last:
         the naming list and each direction's slot, shown or hidden."""
-        model = self._open(choice)
-        labels = self._labels(choice)
+        model = self.model_of(choice)
+        labels = self.labels_of(choice)
         if model is None:
             message = NOTHING_YET if choice != LIVE else \
                 "The current run has no samples yet: they appear after its first preview, in a few seconds."
             return [], message, [], *self._panel(None, None, labels), *_naming(labels, DIRECTIONS_SHOWN)
         recipe = Recipe.from_json(current) if current is not None else Recipe(seed=seeds[0])
-        recipe = Recipe(recipe.seed, recipe.z, psi, recipe.offsets)
+        recipe = recipe.truncated(psi)
         samples = [Recipe(seed=s, psi=psi) for s in seeds]
         status = (f"**{model.label}** · {model.config.resolution} px · ψ {psi:.2f} — click a sample to explore "
                   f"it, move it along the directions, and add keyframes for a walk.")
@@ -223,20 +233,25 @@ class ExploreTab:
 
     def select(self, choice: str | None, seeds: list[int], psi: float, evt: gr.SelectData):
         """A gallery sample becomes the selected one, its sliders at zero."""
-        return self._panel(self._open(choice), Recipe(seed=seeds[evt.index], psi=psi), self._labels(choice))
+        return self._panel(self.model_of(choice), Recipe(seed=seeds[evt.index], psi=psi), self.labels_of(choice))
+
+    def select_recipe(self, choice: str | None, recipe: Recipe) -> list:
+        """`recipe` becomes the selected sample (a projection, a child), its sliders where it has
+        them: the outputs of `panel` in render."""
+        return self._panel(self.model_of(choice), recipe, self.labels_of(choice))
 
     def type_seed(self, choice: str | None, seed: float | None, psi: float):
         try:
             recipe = Recipe(seed=int(seed), psi=psi)
         except (TypeError, ValueError, OverflowError):      # none typed, or not a whole number in range
             raise gr.Error(f"Type a seed: a whole number from 0 to {SEED_LIMIT - 1}.") from None
-        return self._panel(self._open(choice), recipe, self._labels(choice))
+        return self._panel(self.model_of(choice), recipe, self.labels_of(choice))
 
     # ------------------------------------------------------------------ directions
     def move(self, choice: str | None, current: dict | int | None, *amounts: float):
         """The selected sample with every slider where it is now (the fast path of a slider move).
         Sliders past the model's directions (hidden for a small z) do not count."""
-        model = self._open(choice)
+        model = self.model_of(choice)
         if model is None or current is None:
             raise gr.Error("Pick a model and click a sample first.")
         recipe = Recipe.from_json(current).moved(dict(enumerate(amounts[:model.direction_count])))
@@ -244,7 +259,7 @@ class ExploreTab:
 
     def randomise(self, choice: str | None, current):
         """Every shown direction at a random place, as likely as a sample's own position along it."""
-        hidden = self._labels(choice).hidden
+        hidden = self.labels_of(choice).hidden
         amounts = [0.0 if i in hidden else round(max(-SLIDER_SIGMA, min(SLIDER_SIGMA, random.gauss(0, 1))), 1)
                    for i in range(self._slider_count(choice))]
         return self._moved_to(choice, current, amounts)
@@ -258,17 +273,17 @@ class ExploreTab:
         return recipe, image, *amounts, *[0.0] * (DIRECTIONS_SHOWN - len(amounts))
 
     def _slider_count(self, choice: str | None) -> int:
-        return _slider_count(self._open(choice))
+        return _slider_count(self.model_of(choice))
 
     def rename(self, choice: str | None, index: int, name: str):
-        labels = self._labels(choice).renamed(int(index), name or "")
+        labels = self.labels_of(choice).renamed(int(index), name or "")
         write_labels(self._run_dir_or_refuse(choice), labels)
         return gr.Dropdown(choices=_direction_choices(labels, self._slider_count(choice)), value=int(index)), \
             *(gr.Slider(label=labels.name(i)) for i in range(DIRECTIONS_SHOWN))
 
     def hide(self, hiding: bool, choice: str | None, index: int, current):
         """Hide the picked direction (its slider back at 0), or show them all again."""
-        labels = self._labels(choice)
+        labels = self.labels_of(choice)
         labels = labels.hiding(int(index)) if hiding else DirectionLabels(labels.names)
         write_labels(self._run_dir_or_refuse(choice), labels)
         count = self._slider_count(choice)
@@ -281,7 +296,7 @@ class ExploreTab:
         return pick, *slots, *self._moved_to(choice, current, amounts)
 
     def name_of(self, choice: str | None, index: int | None) -> str:
-        return self._labels(choice).names.get(int(index), "") if index is not None else ""
+        return self.labels_of(choice).names.get(int(index), "") if index is not None else ""
 
     def _panel(self, model: Model | None, recipe: Recipe | None, labels: DirectionLabels) -> list:
         """The selected sample (its recipe and picture), each slider at its offset and named, and
@@ -295,7 +310,7 @@ class ExploreTab:
                 *(gr.Slider(value=offsets.get(i, 0.0), label=labels.name(i)) for i in range(DIRECTIONS_SHOWN)),
                 *direction_strips(model, recipe, shown), *([None] * (DIRECTIONS_SHOWN - len(shown)))]
 
-    def _labels(self, choice: str | None) -> DirectionLabels:
+    def labels_of(self, choice: str | None) -> DirectionLabels:
         run_dir = self._run_dir(choice) if choice else None
         return read_labels(run_dir) if run_dir else DirectionLabels()
 
@@ -309,7 +324,7 @@ class ExploreTab:
     def check_copies(self, choice: str | None, seeds: list[int], psi: float, progress=gr.Progress()):
         """The shown samples, each followed by its nearest training painting, and a line that says
         how to read the distances (or why there are none)."""
-        model = self._open(choice)
+        model = self.model_of(choice)
         if model is None:
             return [], "Pick a model with samples first."
 
@@ -333,12 +348,12 @@ class ExploreTab:
         if current is None:
             raise gr.Error("Click a sample (or type a seed) to select it first.")
         keyframes = [*keyframes, current]
-        return (keyframes, _keyframe_view(self._open(choice), keyframes),
+        return (keyframes, _keyframe_view(self.model_of(choice), keyframes),
                 *self.respread(keyframes, frames, mode, easing, hold, fps))
 
     def seamless_loop(self, choice: str | None, current, frames: float, easing: str, hold: float, fps: float):
         """The keyframes become a small closed circle in latent space through the selected sample."""
-        model = self._open(choice)
+        model = self.model_of(choice)
         if model is None or current is None:
             raise gr.Error("Click a sample (or type a seed) to loop around first.")
         keyframes = [recipe.to_json() for recipe in seamless_loop(model, Recipe.from_json(current))]
@@ -376,22 +391,22 @@ class ExploreTab:
             progress((done, total), desc="Rendering frames" if done < total else f"Writing the {kind.upper()}",
                      unit="frames")
         progress(0, desc="Rendering")
-        export_walk(model, walk, path, float(fps), EXPORT_SIZE, self._labels(choice), progress=report)
+        export_walk(model, walk, path, float(fps), EXPORT_SIZE, self.labels_of(choice), progress=report)
         return str(path)
 
     def still(self, choice: str | None, current) -> str:
         """The selected sample as a 256 px PNG that records its recipe, into WORKSPACE/exports."""
-        model = self._open(choice)
+        model = self.model_of(choice)
         if model is None or current is None:
             raise gr.Error("Click a sample (or type a seed) to select it first.")
         recipe = Recipe.from_json(current)
         path = self.workspace.exports / still_name(model, recipe)
-        return str(export_still(model, recipe, path, labels=self._labels(choice)))
+        return str(export_still(model, recipe, path, labels=self.labels_of(choice)))
 
     def _model_and_walk(self, choice, keyframes: list, timing, mode: str) -> tuple[Model, Walk]:
         if len(keyframes) < 2:
             raise gr.Error("Add at least two keyframes first (select a sample, then Add keyframe).")
-        model = self._open(choice)
+        model = self.model_of(choice)
         if model is None:
             raise gr.Error("Pick a model to animate first.")
         return model, self._walk(keyframes, timing, mode)
@@ -413,7 +428,7 @@ class ExploreTab:
     def _run_dir(self, choice: str) -> Path | None:
         return self.session.snapshot().run_dir if choice == LIVE else self.workspace.run_dir(choice)
 
-    def _open(self, choice: str | None) -> Model | None:
+    def model_of(self, choice: str | None) -> Model | None:
         if choice == LIVE:
             snap = self.session.snapshot()    # read first: the generator is then at least this new
             newest = (snap.run_dir, snap.previews[-1] if snap.previews else None)
