@@ -403,7 +403,7 @@ def test_the_run_training_now_can_be_explored_with_its_directions(workspace, ses
     assert len(gallery) == 2 and status.startswith("**shapes-32px-live**")
     recipe, moved = tab.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))    # (3 steps in, still grey)
     assert recipe == {"seed": 0, "offsets": {"0": 2.0}} and moved.size == selected.size == (32, 32)
-    assert tab._open(LIVE) is tab._open(LIVE)          # one preview's weights and directions, opened once
+    assert tab.model_of(LIVE) is tab.model_of(LIVE)          # one preview's weights and directions, opened once
 
 
 def test_explore_without_a_model_says_what_to_do(workspace, session):
