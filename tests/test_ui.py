@@ -210,7 +210,7 @@ def test_a_failed_run_shows_its_error_in_the_status(workspace, session):
 def test_the_workspace_lists_runs_newest_first_and_finds_free_names(workspace, tiny_run_dir):
     for age, name in ((100, "old"), (50, "new")):
         shutil.copytree(tiny_run_dir, workspace.run_dir(name))
-        for file in workspace.run_dir(name).rglob("*.pt"):
+        for file in workspace.run_dir(name).rglob("*.*"):     # its checkpoints and its export
             os.utime(file, (time.time() - age,) * 2)
     workspace.run_dir("empty").mkdir()                     # a folder without a model is no run
     assert workspace.run_names() == workspace.run_names(resumable=True) == ["new", "old"]
