@@ -31,10 +31,12 @@ from studio.data import load_images
 from studio.explore import EXPORT_SIZE, match_paintings
 from studio.latent import Recipe
 from studio.run import Budget, read_metrics
-from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
+from studio.session import FAILED, FINISHED, IDLE, PAUSED, TRAINING, Snapshot, TrainingSession
+from studio.trainer import StepStats
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_tab import DIRECTIONS_SHOWN, LIVE, TIMING_HEADERS, ExploreTab
-from studio.ui.train_tab import PLOT_POINTS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, status_line
+from studio.ui.train_tab import PLOT_POINTS, PLOT_SECONDS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, \
+    status_line
 from studio.workspace import Workspace, folder_name
 
 
@@ -123,6 +125,48 @@ def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session
     again = tab.poll(seen)
     assert all(isinstance(part, type(gr.skip())) for part in again[1:-1])   # nothing changed, nothing sent
     assert tab.refresh(ingested)[1].choices == [("shapes-32px · step 3", "shapes-32px")]
+
+
+class Handing:
+    """A session that hands out the snapshot it is given, and a clock that is set by hand."""
+    def __init__(self):
+        self.snap, self.seconds = Snapshot(), 0.0
+
+    def snapshot(self) -> Snapshot:
+        return self.snap
+
+    def at(self, seconds: float, step: int, state: str = TRAINING, run: str = "run") -> None:
+        history = [{"step": s, "loss_g": 1.0, "loss_d": 0.5, "augment_p": 0.0} for s in range(1, step + 1)]
+        latest = StepStats(step, 8 * step, 1.0, 0.5, 0.0, None, 0.0, 0.5, 0.2) if step else None
+        self.snap = Snapshot(state=state, run_dir=Path(run), history=history, latest=latest, images_per_s=40.0)
+        self.seconds = seconds
+
+
+def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(workspace):
+    """The browser's redraw of the loss plot is what costs training most on two cores: it is sent
+    at most every PLOT_SECONDS while steps come in, but at once when there is something else to
+    see (first losses, a pause, another run), and the status line every time."""
+    handing = Handing()
+    tab = TrainTab(workspace, handing, clock=lambda: handing.seconds)
+    seen = None
+
+    def poll(seconds: float, step: int, **changes):
+        nonlocal seen
+        handing.at(seconds, step, **changes)
+        status, plot, *_, seen = tab.poll(seen)
+        plotted = None if isinstance(plot, type(gr.skip())) else max((s for s, _, _ in plot.value["data"]), default=0)
+        return status, plotted
+
+    assert poll(0, 0) == ("Training **run**", 0)                     # hidden, until the first losses
+    assert poll(1, 1)[1] == 1                                        # which go at once
+    status, plotted = poll(2, 2)
+    assert "step 2" in status and plotted is None                    # the status every second, the plot not
+    assert poll(1 + PLOT_SECONDS - 0.5, 9)[1] is None
+    assert poll(1 + PLOT_SECONDS, 10)[1] == 10                       # due: the newest steps reach it
+    assert poll(1 + 3 * PLOT_SECONDS, 10)[1] is None                 # nothing new, nothing sent
+    status, plotted = poll(2 + 3 * PLOT_SECONDS, 11, state=PAUSED)
+    assert status.startswith("Paused **run** · step 11") and plotted == 11        # at once
+    assert poll(3 + 3 * PLOT_SECONDS, 3, run="other")[1] == 3        # another run: at once
 
 
 def test_a_long_runs_loss_curves_are_averaged_into_a_few_hundred_points():

@@ -2,11 +2,15 @@
 
 There is one TrainingSession per studio process, so every browser tab shows the same run. A
 timer polls its snapshot once a second; parts that did not change are skipped, so an idle page
-costs almost nothing and the galleries do not flicker.
+costs almost nothing and the galleries do not flicker. The status line is sent every second; the
+loss plot, whose redraw is the page's dearest work, at most every PLOT_SECONDS (on two cores
+the browser's work is taken from training).
 """
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import pandas as pd
@@ -33,15 +37,28 @@ TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
 LOSS_SERIES = {"loss_g": "G loss", "loss_d": "D loss", "augment_p": "augment p"}
 PLOT_POINTS = 200            # per loss curve
+PLOT_SECONDS = 10.0          # the loss plot's newest steps are at most this old while a run goes on
 NEW_MODEL = "new"            # the "start from" choice of no model: training from scratch
 DEMO_BUDGET = Budget(minutes=10)     # what "Train the demo" trains for: enough to see shapes appear
 DEMO_CONFIG = TrainConfig(resolution=64)   # and how: the default recipe, at the demo's size
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What one browser tab has been sent, so that a poll sends only what changed."""
+    run: str | None = None
+    state: str | None = None
+    plotted_step: int = 0                 # the newest step in the loss plot; 0 while it is empty
+    plotted_at: float = -math.inf         # when the plot was sent, by TrainTab.clock
+    previews: int = 0
+    measured: tuple = (0, None)           # how many KID measurements, and the newest one's step
+
+
 class TrainTab:
-    def __init__(self, workspace: Workspace, session: TrainingSession):
+    def __init__(self, workspace: Workspace, session: TrainingSession, clock=time.monotonic):
         self.workspace = workspace
         self.session = session
+        self.clock = clock                # seconds, for when the loss plot is due
 
     # ------------------------------------------------------------------ layout
     def render(self) -> None:
@@ -226,29 +243,41 @@ class TrainTab:
         return status_line(self.session.snapshot())
 
     # ------------------------------------------------------------------ the live view
-    def poll(self, seen: tuple | None):
+    def poll(self, seen: Shown | None):
         """Status, plots, samples, time-lapse and button states, each only when it changed since
-        this browser tab last looked (`seen` is that tab's memory)."""
+        this browser tab last looked (`seen` is that tab's memory). The status line goes every
+        time, the loss plot only when due (see _plot_due)."""
         snap = self.session.snapshot()
-        run = str(snap.run_dir)
+        shown = seen or Shown()
+        now = Shown(run=str(snap.run_dir), state=snap.state, previews=len(snap.previews),
+                    measured=(len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None),
+                    plotted_step=shown.plotted_step, plotted_at=shown.plotted_at)
+        same_run = now.run == shown.run
         step = snap.latest.step if snap.latest else 0
-        measured = (len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None)
-        now = (run, snap.state, step, len(snap.previews), measured)
-        before = seen or (None,) * len(now)
-        if now[:3] == before[:3]:
-            plot = gr.skip()
-        else:   # hidden while empty: an empty plot draws as a broken frame
+        if self._plot_due(shown, now, step):   # hidden while empty: an empty plot draws as a broken frame
             plot = gr.LinePlot(_loss_frame(snap.history), visible=bool(snap.history))
-        if (run, measured) == (before[0], before[4]):
+            now = replace(now, plotted_step=step, plotted_at=self.clock())
+        else:
+            plot = gr.skip()
+        if same_run and now.measured == shown.measured:
             kid_plot = gr.skip()
         else:
             kid_plot = gr.ScatterPlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
-        if (run, len(snap.previews)) != (before[0], before[3]):
-            samples, timelapse = _samples(snap), _timelapse(snap)
-        else:
+        if same_run and now.previews == shown.previews:
             samples = timelapse = gr.skip()
-        buttons = _buttons(snap.state) if (run, snap.state) != before[:2] else [gr.skip()] * 5
+        else:
+            samples, timelapse = _samples(snap), _timelapse(snap)
+        buttons = [gr.skip()] * 5 if same_run and now.state == shown.state else _buttons(snap.state)
         return status_line(snap), plot, kid_plot, samples, timelapse, *buttons, now
+
+    def _plot_due(self, shown: Shown, now: Shown, step: int) -> bool:
+        """At once for another run or state, or for a plot's first losses; else once new steps
+        are PLOT_SECONDS old, so the browser redraws it a few times a minute, not every second."""
+        if (now.run, now.state) != (shown.run, shown.state):
+            return True
+        if step == shown.plotted_step:
+            return False
+        return shown.plotted_step == 0 or self.clock() - shown.plotted_at >= PLOT_SECONDS
 
 
 def _budget(unit: str, amount: float, already: int) -> Budget:
