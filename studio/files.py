@@ -126,6 +126,19 @@ def read_json_lines(path: str | Path) -> list[dict]:
     return [row for _, row in _parsed_lines(_read(Path(path)))]
 
 
+def read_json_lines_from(path: str | Path, offset: int, most_bytes: int) -> tuple[list[dict], int]:
+    """The rows of the whole lines in the `most_bytes` after byte `offset` (at least one line,
+    however long), and the offset past the last of them: a line still being appended is left
+    for the next read. For following a log as it grows, reading only what was added."""
+    with open(path, "rb") as file:
+        file.seek(offset)
+        data = file.read(most_bytes)
+        while data and b"\n" not in data and (more := file.read(most_bytes)):
+            data += more
+    whole = data[:data.rfind(b"\n") + 1]
+    return [row for _, row in _parsed_lines(whole.decode("utf-8", errors="replace"))], offset + len(whole)
+
+
 def rewrite_json_lines(path: str | Path, keep: Callable[[dict], bool]) -> None:
     """Keep only the rows for which `keep(row)` is true (and the lines that parse), as they were
     written. The kept lines go to a new file that is renamed over the old one: the file is never

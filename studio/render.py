@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
@@ -27,6 +28,18 @@ def grid_image(images: torch.Tensor, columns: int | None = None, padding: int = 
     columns = columns or math.ceil(math.sqrt(len(images)))
     grid = make_grid(images.float().clamp(-1, 1), nrow=columns, padding=padding, pad_value=1.0)
     return to_pil_images(grid.unsqueeze(0))[0]
+
+
+def grid_tiles(grid: Image.Image, count: int, columns: int, padding: int = 2) -> torch.Tensor:
+    """The first `count` images of a contact sheet that grid_image made with `columns` columns,
+    back as [-1, 1] floats (N, 3, H, W): a preview grid read from disk."""
+    size = (grid.width - padding) // columns - padding
+    pixels = torch.from_numpy(np.array(grid.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+    tiles = []
+    for index in range(count):
+        top, left = (padding + i * (size + padding) for i in divmod(index, columns))
+        tiles.append(pixels[:, top:top + size, left:left + size])
+    return torch.stack(tiles)
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:

@@ -50,6 +50,7 @@ from .render import grid_image, save_png
 from .trainer import StepStats, Trainer
 
 PREVIEW_SEEDS = list(range(64))   # the fixed grid every preview renders
+PREVIEW_COLUMNS = 8                # of its contact sheet
 MAX_ROLLBACKS = 3                  # per TrainingRun: one training session of a run
 ROLLBACK_LR_FACTOR = 0.5           # both learning rates, at each rollback
 
@@ -357,7 +358,7 @@ class TrainingRun:
         """Render the fixed seeds with G_ema; save them as this step's grid."""
         images = self.trainer.sample(self.preview_z)
         path = self.run_dir / "samples" / f"step-{self.trainer.step_count:09d}.png"
-        return save_png(grid_image(images, columns=8), path), images
+        return save_png(grid_image(images, columns=PREVIEW_COLUMNS), path), images
 
     def measure_kid(self, samples: int) -> dict:
         """KID and FID of G_ema's samples (seeds 0..samples-1) against the run's dataset,
@@ -463,7 +464,7 @@ def _forget_after(run_dir: Path, step: int) -> None:
     leaves the whole history."""
     for name in ("log.jsonl", "metrics.jsonl"):
         rewrite_json_lines(run_dir / name, lambda row: row["step"] <= step)
-    for preview in (run_dir / "samples").glob("step-*.png"):
+    for preview in list_previews(run_dir):
         if preview_step(preview) > step:
             preview.unlink()
 
@@ -516,6 +517,11 @@ def _run_record(run_dir: Path) -> dict:
     return recorded if isinstance(recorded, dict) else {}
 
 
+def list_previews(run_dir: Path) -> list[Path]:
+    """The run's preview grids on disk, oldest first: its time-lapse."""
+    return sorted((run_dir / "samples").glob("step-*.png"))
+
+
 def preview_step(path: str | Path) -> int:
     """The step a preview grid (`samples/step-*.png`) was rendered at, from its name."""
     return int(Path(path).stem.removeprefix("step-"))
@@ -523,7 +529,12 @@ def preview_step(path: str | Path) -> int:
 
 def read_log(run_dir: str | Path) -> list[dict]:
     """The run's StepStats so far (without the rollback rows)."""
-    return [row for row in read_json_lines(Path(run_dir) / "log.jsonl") if "event" not in row]
+    return step_rows(read_json_lines(Path(run_dir) / "log.jsonl"))
+
+
+def step_rows(rows: list[dict]) -> list[dict]:
+    """The StepStats of log rows, without the rollback rows."""
+    return [row for row in rows if "event" not in row]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

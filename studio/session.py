@@ -19,7 +19,7 @@ import torch
 from .config import TrainConfig
 from .finetune import StartingPoint
 from .models import build_generator
-from .run import Budget, Cadence, Pace, Rollback, TrainingRun, preview_step, read_log, read_metrics
+from .run import Budget, Cadence, Pace, Rollback, TrainingRun, list_previews, preview_step, read_log, read_metrics
 from .trainer import StepStats
 
 IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
@@ -128,7 +128,7 @@ class TrainingSession:
             self._running.set()
             self._budget = budget
             self._generator = None
-            self._snap = Snapshot(state=STARTING, run_dir=run_dir, previews=_previews(run_dir))
+            self._snap = Snapshot(state=STARTING, run_dir=run_dir, previews=list_previews(run_dir))
             cadence = dataclasses.replace(self.cadence, kid_minutes=kid_minutes)   # chosen per run
             self._thread = threading.Thread(target=self._work, args=(open_run, cadence), name="training", daemon=True)
             self._thread.start()
@@ -138,9 +138,9 @@ class TrainingSession:
         try:
             run = open_run()
             with self._lock:   # read after a resume has dropped what was recorded past its checkpoint
-                self._snap.history = _thin(read_log(run.run_dir), self.history_limit)
+                self._snap.history = thin_history(read_log(run.run_dir), self.history_limit)
                 self._snap.metrics = read_metrics(run.run_dir)
-                self._snap.previews = _previews(run.run_dir)
+                self._snap.previews = list_previews(run.run_dir)
                 self._snap.config = run.trainer.config
                 self._snap.numerics = run.trainer.numerics.describe()
                 if self._snap.state == STARTING:
@@ -174,7 +174,7 @@ class TrainingSession:
             snap.latest = stats
             snap.history.append(dataclasses.asdict(stats))
             if len(snap.history) > self.history_limit:
-                snap.history = _thin(snap.history, self.history_limit)
+                snap.history = thin_history(snap.history, self.history_limit)
             snap.images_per_s = self._pace.images_per_s
             snap.eta_seconds = self._pace.eta_seconds()
 
@@ -216,12 +216,7 @@ class TrainingSession:
             self._generator = (state, run.trainer.config)
 
 
-def _previews(run_dir: Path) -> list[Path]:
-    """The run's time-lapse on disk, oldest first."""
-    return sorted((run_dir / "samples").glob("step-*.png"))
-
-
-def _thin(rows: list[dict], limit: int) -> list[dict]:
+def thin_history(rows: list[dict], limit: int) -> list[dict]:
     """Keep every other old row once there are too many: a long run's history stays small
     to hold and to copy into each snapshot, and keeps its shape."""
     while len(rows) > limit:

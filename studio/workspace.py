@@ -69,6 +69,11 @@ class Workspace:
             return max((f for f in files if f.exists()), key=lambda f: f.stat().st_mtime, default=None)
         return _newest_first(self.runs, newest_file)
 
+    def logged_run_names(self) -> list[str]:
+        """Runs that have logged steps, trained here or by another process writing into this
+        workspace, most recently logged first."""
+        return _newest_first(self.runs, lambda folder: folder / "log.jsonl")
+
     def unused_run_name(self, base: str) -> str:
         """`base`, or `base-2`, `base-3`... whichever names no run yet."""
         base = folder_name(base)

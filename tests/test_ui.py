@@ -29,12 +29,16 @@ from studio import backbone, metrics
 from studio.config import TrainConfig
 from studio.data import load_images
 from studio.explore import EXPORT_SIZE, match_paintings
+from studio.files import append_json_lines, rewrite_json_lines
+from studio.followed import FollowedRun
 from studio.latent import Recipe
 from studio.run import Budget, read_metrics
-from studio.session import FAILED, FINISHED, IDLE, Snapshot, TrainingSession
+from studio.session import FAILED, FINISHED, IDLE, PAUSED, TRAINING, Snapshot, TrainingSession
+from studio.trainer import StepStats
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_tab import DIRECTIONS_SHOWN, LIVE, TIMING_HEADERS, ExploreTab
-from studio.ui.train_tab import PLOT_POINTS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, status_line
+from studio.ui.train_tab import HERE, PLOT_POINTS, PLOT_SECONDS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, \
+    status_line
 from studio.workspace import Workspace, folder_name
 
 
@@ -106,7 +110,7 @@ def test_ingest_options_that_clash_with_the_dataset_are_explained(workspace, ing
 # ---------------------------------------------------------------- train tab
 def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session, ingested):
     tab = TrainTab(workspace, session)
-    dataset, earlier, start_from, plot, kid_plot, seen = tab.refresh(None)
+    dataset, earlier, start_from, follow, plot, kid_plot, seen = tab.refresh(None)
     assert dataset.value == ingested
     tab.start(**settings(ingested))
     wait_for(lambda: session.snapshot().state == FINISHED)
@@ -123,6 +127,48 @@ def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session
     again = tab.poll(seen)
     assert all(isinstance(part, type(gr.skip())) for part in again[1:-1])   # nothing changed, nothing sent
     assert tab.refresh(ingested)[1].choices == [("shapes-32px · step 3", "shapes-32px")]
+
+
+class Handing:
+    """A session that hands out the snapshot it is given, and a clock that is set by hand."""
+    def __init__(self):
+        self.snap, self.seconds = Snapshot(), 0.0
+
+    def snapshot(self) -> Snapshot:
+        return self.snap
+
+    def at(self, seconds: float, step: int, state: str = TRAINING, run: str = "run") -> None:
+        history = [{"step": s, "loss_g": 1.0, "loss_d": 0.5, "augment_p": 0.0} for s in range(1, step + 1)]
+        latest = StepStats(step, 8 * step, 1.0, 0.5, 0.0, None, 0.0, 0.5, 0.2) if step else None
+        self.snap = Snapshot(state=state, run_dir=Path(run), history=history, latest=latest, images_per_s=40.0)
+        self.seconds = seconds
+
+
+def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(workspace):
+    """The browser's redraw of the loss plot is what costs training most on two cores: it is sent
+    at most every PLOT_SECONDS while steps come in, but at once when there is something else to
+    see (first losses, a pause, another run), and the status line every time."""
+    handing = Handing()
+    tab = TrainTab(workspace, handing, clock=lambda: handing.seconds)
+    seen = None
+
+    def poll(seconds: float, step: int, **changes):
+        nonlocal seen
+        handing.at(seconds, step, **changes)
+        status, plot, *_, seen = tab.poll(seen)
+        plotted = None if isinstance(plot, type(gr.skip())) else max((s for s, _, _ in plot.value["data"]), default=0)
+        return status, plotted
+
+    assert poll(0, 0) == ("Training **run**", 0)                     # hidden, until the first losses
+    assert poll(1, 1)[1] == 1                                        # which go at once
+    status, plotted = poll(2, 2)
+    assert "step 2" in status and plotted is None                    # the status every second, the plot not
+    assert poll(1 + PLOT_SECONDS - 0.5, 9)[1] is None
+    assert poll(1 + PLOT_SECONDS, 10)[1] == 10                       # due: the newest steps reach it
+    assert poll(1 + 3 * PLOT_SECONDS, 10)[1] is None                 # nothing new, nothing sent
+    status, plotted = poll(2 + 3 * PLOT_SECONDS, 11, state=PAUSED)
+    assert status.startswith("Paused **run** · step 11") and plotted == 11        # at once
+    assert poll(3 + 3 * PLOT_SECONDS, 3, run="other")[1] == 3        # another run: at once
 
 
 def test_a_long_runs_loss_curves_are_averaged_into_a_few_hundred_points():
@@ -210,7 +256,7 @@ def test_a_failed_run_shows_its_error_in_the_status(workspace, session):
 def test_the_workspace_lists_runs_newest_first_and_finds_free_names(workspace, tiny_run_dir):
     for age, name in ((100, "old"), (50, "new")):
         shutil.copytree(tiny_run_dir, workspace.run_dir(name))
-        for file in workspace.run_dir(name).rglob("*.pt"):
+        for file in workspace.run_dir(name).rglob("*.*"):     # its checkpoints and its export
             os.utime(file, (time.time() - age,) * 2)
     workspace.run_dir("empty").mkdir()                     # a folder without a model is no run
     assert workspace.run_names() == workspace.run_names(resumable=True) == ["new", "old"]
@@ -224,6 +270,69 @@ def test_folder_names_are_safe():
     assert folder_name("  Été / 2024 ") == "Été-2024"
     with pytest.raises(Exception, match="letter or digit"):
         folder_name("../..")
+
+
+# ---------------------------------------------------------------- following a run written elsewhere
+def test_a_followed_log_is_read_as_it_grows_and_again_when_rewritten(tmp_path):
+    log = tmp_path / "run" / "log.jsonl"
+    log.parent.mkdir()
+    row = lambda step: {"step": step, "images_seen": 4 * step, "loss_g": 1.0, "loss_d": 0.5, "seconds": 0.5}
+    append_json_lines(log, [row(1), row(2)])
+    followed = FollowedRun(log.parent, clock=lambda: time.time() + 30)
+    assert [r["step"] for r in followed.snapshot().history] == [1, 2]
+    with open(log, "a") as file:
+        file.write(json.dumps(row(3)) + "\n" + json.dumps(row(4))[:20])   # a row still being written
+    assert [r["step"] for r in followed.snapshot().history] == [1, 2, 3]
+    with open(log, "a") as file:
+        file.write(json.dumps(row(4))[20:] + "\n")
+    snap = followed.snapshot()
+    assert snap.latest.step == 4 and snap.images_per_s == pytest.approx(8.0)   # 4 images in 0.5 s
+    assert "step 4 · 8.0 images/s · still being written" in followed.status_line(snap)
+    rewrite_json_lines(log, lambda r: r["step"] <= 2)                      # as a resume from step 2 does
+    append_json_lines(log, [{"event": "rollback", "step": 2}, row(3)])
+    assert [r["step"] for r in followed.snapshot().history] == [1, 2, 3]
+    later = FollowedRun(log.parent, clock=lambda: time.time() + 25 * 60)
+    assert "step 3 · no new step for 25 min" in later.status_line(later.snapshot())
+
+
+def test_the_train_tab_follows_a_run_another_process_trains_into_the_workspace(workspace, session, ingested):
+    """As a server does that writes into a shared folder: its losses, steps and previews show as
+    they grow, read-only, and Explore opens its generator once exported."""
+    run_dir = workspace.run_dir("server")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "studio", "train", str(workspace.dataset_dir(ingested)), "--out", str(run_dir),
+         "--res", "32", "--width", "8", "--batch", "4", "--precision", "fp32", "--memory-format", "contiguous",
+         "--device", "cpu", "--steps", "40", "--preview-minutes", "0.001"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    lines, reader = collect_output(process)
+    seconds = [0.0]
+    tab = TrainTab(workspace, session, clock=lambda: seconds[0])
+    try:
+        wait_for(lambda: (run_dir / "log.jsonl").exists() or process.poll() is not None, timeout=120)
+        assert (run_dir / "log.jsonl").exists(), "".join(lines)
+        follow = tab.refresh(None)[3]
+        assert follow.value == HERE and ("server", "server") in follow.choices
+        status, plot, kid_plot, samples, timelapse, *buttons, seen = tab.show("server")
+        assert status.startswith("Following **server** from its folder, read-only")
+        assert buttons[0].interactive and not buttons[3].interactive       # Start and Stop are this studio's
+        first = max(step for step, _, _ in plot.value["data"])
+        assert len(samples) == 16 and np.asarray(samples[0][0]).std() > 0 and timelapse
+        assert process.wait(timeout=300) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(timeout=10)
+    seconds[0] += PLOT_SECONDS
+    files = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")}
+    status, plot, kid_plot, samples, timelapse, *_, seen = tab.poll(seen, "server")
+    assert "step 40" in status and "still being written" in status
+    assert max(step for step, _, _ in plot.value["data"]) == 40 > first       # it grew
+    assert timelapse[-1][1] == "step 40"
+    assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")} == files   # read, never written
+    assert session.snapshot().state == IDLE                                 # nothing started here
+    assert ("server", "server") in ExploreTab(workspace, session).refresh(None).choices
+    gallery, explore_status, *_ = ExploreTab(workspace, session).show("server", [0, 1], None, [], 1.0)
+    assert len(gallery) == 2 and explore_status.startswith("**server**")
 
 
 # ---------------------------------------------------------------- explore tab

@@ -2,11 +2,19 @@
 
 There is one TrainingSession per studio process, so every browser tab shows the same run. A
 timer polls its snapshot once a second; parts that did not change are skipped, so an idle page
-costs almost nothing and the galleries do not flicker.
+costs almost nothing and the galleries do not flicker. The status line is sent every second; the
+loss plot, whose redraw is the page's dearest work, at most every PLOT_SECONDS (on two cores
+the browser's work is taken from training).
+
+The same view can follow any other run in the workspace instead, read from its folder as another
+process writes it (followed.py): read-only, the buttons still act on this studio's own run.
 """
 from __future__ import annotations
 
 import math
+import threading
+import time
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import pandas as pd
@@ -17,6 +25,7 @@ from ..checkpoint import CheckpointError
 from ..config import LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
 from ..finetune import starting_point
+from ..followed import FollowedRun
 from ..metrics import MetricsUnavailable, inception_path
 from ..packaged import WeightsUnavailable
 from ..render import to_pil_images
@@ -33,15 +42,32 @@ TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
 LOSS_SERIES = {"loss_g": "G loss", "loss_d": "D loss", "augment_p": "augment p"}
 PLOT_POINTS = 200            # per loss curve
+PLOT_SECONDS = 10.0          # the loss plot's newest steps are at most this old while a run goes on
 NEW_MODEL = "new"            # the "start from" choice of no model: training from scratch
+HERE = ":here"               # the "show" choice of this studio's own run; ':' is never in a folder name
 DEMO_BUDGET = Budget(minutes=10)     # what "Train the demo" trains for: enough to see shapes appear
 DEMO_CONFIG = TrainConfig(resolution=64)   # and how: the default recipe, at the demo's size
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What one browser tab has been sent, so that a poll sends only what changed."""
+    run: str | None = None
+    state: str | None = None
+    controls: str | None = None           # the state of this studio's own run, which the buttons act on
+    plotted_step: int = 0                 # the newest step in the loss plot; 0 while it is empty
+    plotted_at: float = -math.inf         # when the plot was sent, by TrainTab.clock
+    previews: int = 0
+    measured: tuple = (0, None)           # how many KID measurements, and the newest one's step
+
+
 class TrainTab:
-    def __init__(self, workspace: Workspace, session: TrainingSession):
+    def __init__(self, workspace: Workspace, session: TrainingSession, clock=time.monotonic):
         self.workspace = workspace
         self.session = session
+        self.clock = clock                # seconds, for when the loss plot is due
+        self._followed: dict[str, FollowedRun] = {}   # by run name, shared by every browser tab
+        self._followed_lock = threading.Lock()
 
     # ------------------------------------------------------------------ layout
     def render(self) -> None:
@@ -104,6 +130,10 @@ class TrainTab:
                                               info="Trains on from its newest checkpoint, for the time set above.")
                         resume = gr.Button("Continue training", elem_id="train-continue")
                 with gr.Column(scale=2, min_width=420):
+                    follow = gr.Dropdown(
+                        label="Show", choices=[self._here_choice()], value=HERE, elem_id="train-follow",
+                        info="Or another run in this workspace, read from its folder as it grows, read-only: "
+                             "one that a server trains into a shared folder, say.")
                     status = gr.Markdown(status_line(Snapshot()), elem_id="train-status")
                     samples = gr.Gallery(label="Newest samples: the same seeds every time", columns=8,
                                          format="png", elem_id="sample-gallery", elem_classes="contact-sheet")
@@ -132,12 +162,13 @@ class TrainTab:
         pause.click(self.pause, None, status, api_name="train_pause")
         unpause.click(self.unpause, None, status, api_name="train_unpause")
         stop.click(self.stop, None, status, api_name="train_stop")
-        timer.tick(self.poll, seen, live, api_name="train_poll", show_progress="hidden")
-        tab.select(self.refresh, [dataset, start_from], [dataset, earlier, start_from, plot, kid_plot, seen],
-                   api_name="train_tab")
+        timer.tick(self.poll, [seen, follow], live, api_name="train_poll", show_progress="hidden")
+        follow.input(self.show, follow, live, api_name="train_follow", show_progress="hidden")
+        tab.select(self.refresh, [dataset, start_from, follow],
+                   [dataset, earlier, start_from, follow, plot, kid_plot, seen], api_name="train_tab")
 
     # ------------------------------------------------------------------ commands
-    def refresh(self, current: str | None, current_start: str | None = NEW_MODEL):
+    def refresh(self, current: str | None, current_start: str | None = NEW_MODEL, current_follow: str | None = HERE):
         """The dataset and run lists as they are on disk now (the newest dataset by default). The
         plots are hidden and the live view forgotten, so the next poll draws them afresh: one
         drawn while its tab was hidden keeps a height of zero."""
@@ -147,15 +178,21 @@ class TrainTab:
         models = [self._new_model_choice()] + [
             (f"{name} · the demo model" if demo.is_demo(self.workspace.run_dir(name)) else name, name)
             for name in self.workspace.run_names()]
+        shown = [self._here_choice()] + [(name, name) for name in self.workspace.logged_run_names()]
         value = current if current in datasets else next(iter(datasets), None)
         start = current_start if current_start in [choice for _, choice in models] else NEW_MODEL
+        follow = current_follow if current_follow in [choice for _, choice in shown] else HERE
         return (gr.Dropdown(choices=datasets, value=value), gr.Dropdown(choices=runs, value=None),
-                gr.Dropdown(choices=models, value=start), gr.LinePlot(visible=False), gr.ScatterPlot(visible=False),
-                None)
+                gr.Dropdown(choices=models, value=start), gr.Dropdown(choices=shown, value=follow),
+                gr.LinePlot(visible=False), gr.ScatterPlot(visible=False), None)
 
     @staticmethod
     def _new_model_choice() -> tuple[str, str]:
         return "Nothing: a new model", NEW_MODEL
+
+    @staticmethod
+    def _here_choice() -> tuple[str, str]:
+        return "The run training here", HERE
 
     def start(self, dataset: str | None, name: str, resolution: int, width: int, loss: str, augment: bool,
               unit: str, amount: float, batch: float, precision: str, layout: str, seed: float,
@@ -226,29 +263,57 @@ class TrainTab:
         return status_line(self.session.snapshot())
 
     # ------------------------------------------------------------------ the live view
-    def poll(self, seen: tuple | None):
+    def poll(self, seen: Shown | None, follow: str | None = HERE):
         """Status, plots, samples, time-lapse and button states, each only when it changed since
-        this browser tab last looked (`seen` is that tab's memory)."""
-        snap = self.session.snapshot()
-        run = str(snap.run_dir)
+        this browser tab last looked (`seen` is that tab's memory). The status line goes every
+        time, the loss plot only when due (see _plot_due). `follow`: the run shown, HERE for
+        this studio's own, else the name of one in the workspace, read from its folder."""
+        own = self.session.snapshot()
+        followed = self._followed_run(follow)
+        snap = followed.snapshot() if followed else own
+        shown = seen or Shown()
+        now = Shown(run=str(snap.run_dir), state=snap.state, controls=own.state, previews=len(snap.previews),
+                    measured=(len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None),
+                    plotted_step=shown.plotted_step, plotted_at=shown.plotted_at)
+        same_run = now.run == shown.run
         step = snap.latest.step if snap.latest else 0
-        measured = (len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None)
-        now = (run, snap.state, step, len(snap.previews), measured)
-        before = seen or (None,) * len(now)
-        if now[:3] == before[:3]:
-            plot = gr.skip()
-        else:   # hidden while empty: an empty plot draws as a broken frame
+        if self._plot_due(shown, now, step):   # hidden while empty: an empty plot draws as a broken frame
             plot = gr.LinePlot(_loss_frame(snap.history), visible=bool(snap.history))
-        if (run, measured) == (before[0], before[4]):
+            now = replace(now, plotted_step=step, plotted_at=self.clock())
+        else:
+            plot = gr.skip()
+        if same_run and now.measured == shown.measured:
             kid_plot = gr.skip()
         else:
             kid_plot = gr.ScatterPlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
-        if (run, len(snap.previews)) != (before[0], before[3]):
-            samples, timelapse = _samples(snap), _timelapse(snap)
-        else:
+        if same_run and now.previews == shown.previews:
             samples = timelapse = gr.skip()
-        buttons = _buttons(snap.state) if (run, snap.state) != before[:2] else [gr.skip()] * 5
-        return status_line(snap), plot, kid_plot, samples, timelapse, *buttons, now
+        else:
+            samples, timelapse = _samples(snap), _timelapse(snap)
+        buttons = [gr.skip()] * 5 if now.controls == shown.controls else _buttons(own.state)
+        status = followed.status_line(snap) if followed else status_line(snap)
+        return status, plot, kid_plot, samples, timelapse, *buttons, now
+
+    def show(self, follow: str | None):
+        """The chosen run's view, drawn afresh."""
+        return self.poll(None, follow)
+
+    def _followed_run(self, choice: str | None) -> FollowedRun | None:
+        """None for this studio's own run; one reader per run, kept, so each poll reads only what is new."""
+        if choice in (None, HERE):
+            return None
+        run_dir = self.workspace.run_dir(choice)
+        with self._followed_lock:
+            return self._followed.setdefault(run_dir.name, FollowedRun(run_dir))
+
+    def _plot_due(self, shown: Shown, now: Shown, step: int) -> bool:
+        """At once for another run or state, or for a plot's first losses; else once new steps
+        are PLOT_SECONDS old, so the browser redraws it a few times a minute, not every second."""
+        if (now.run, now.state) != (shown.run, shown.state):
+            return True
+        if step == shown.plotted_step:
+            return False
+        return shown.plotted_step == 0 or self.clock() - shown.plotted_at >= PLOT_SECONDS
 
 
 def _budget(unit: str, amount: float, already: int) -> Budget:
