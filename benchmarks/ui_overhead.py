@@ -3,12 +3,14 @@
     python benchmarks/ui_overhead.py DATASET_DIR [--res 64] [--seconds 60]
 
 Serves the studio on 127.0.0.1 and starts one training run in it, then measures images per
-second of wall time in three windows of the same run: no page open, Debian's Chromium (headless,
-through Playwright) showing the Train tab as it polls, plots and shows samples, and no page
-again (so drift within the run shows). On two cores the browser and the studio's polling compete
-with training for the CPU; this says how much. A checkpoint is written every 5 minutes of
-training, inside one of the windows; keep the windows short next to that (the default 60 s). The
-last line printed is JSON.
+second of wall time in five windows of the same run: no page open, Debian's Chromium (headless,
+through Playwright) showing the Train tab as it polls, plots and shows samples, no page again,
+Chromium showing a gradio page of one line of text and no events (what any page of this gradio
+costs), and no page at last. Each page is compared with the two windows beside it, so that the
+run's own drift (its speed changes as it trains) is not taken for the page's cost. On two cores
+the browser and the studio's polling compete with training for the CPU; this says how much. A
+checkpoint is written every 5 minutes of training, inside one of the windows; keep the windows
+short next to that (the default 60 s). The last line printed is JSON.
 """
 from __future__ import annotations
 
@@ -40,6 +42,15 @@ def window(session, seconds: float) -> float:
     return (images_seen(session) - start_images) / (time.monotonic() - start)
 
 
+def empty_page():
+    """A gradio page of one line of text and no events, to tell the cost of the Train tab from
+    that of any page of the same gradio."""
+    import gradio as gr
+    with gr.Blocks(analytics_enabled=False) as page:
+        gr.Markdown("A gradio page with nothing to do.", elem_id="empty")
+    return page
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path)
@@ -58,6 +69,9 @@ def main() -> None:
         demo = build_app(Path(workspace), session)
         demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                     **launch_options(Path(workspace)))
+        empty = empty_page()
+        empty.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                     ssr_mode=False)
         try:
             session.start(args.dataset.resolve(), Path(workspace) / "checkpoints" / "run",
                           TrainConfig(resolution=args.res), Budget())        # until stopped
@@ -66,26 +80,43 @@ def main() -> None:
                     raise SystemExit(f"error: training failed: {session.snapshot().error}")
                 time.sleep(1)
             time.sleep(WARM_UP_SECONDS)
-            speeds = {"no page": window(session, args.seconds)}
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(demo.local_url)
-                page.get_by_role("tab", name="2 · Train").click()
-                page.locator("#loss-plot canvas, #loss-plot svg").first.wait_for(timeout=120_000)
-                speeds["Train tab open"] = window(session, args.seconds)
-                browser.close()
-            speeds["no page again"] = window(session, args.seconds)
+                speeds = {"no page": window(session, args.seconds),
+                          "Train tab open": page_window(playwright, session, args.seconds, demo.local_url, train_tab),
+                          "no page again": window(session, args.seconds),
+                          "empty gradio page": page_window(playwright, session, args.seconds, empty.local_url,
+                                                           lambda page: page.locator("#empty").wait_for()),
+                          "no page at last": window(session, args.seconds)}
         finally:
             session.stop()
             demo.close()
+            empty.close()
 
-    alone = (speeds["no page"] + speeds["no page again"]) / 2
+    # Each page's window against the mean of the two beside it: the run's speed drifts as it trains.
+    tab = speeds["Train tab open"] / ((speeds["no page"] + speeds["no page again"]) / 2)
+    blank = speeds["empty gradio page"] / ((speeds["no page again"] + speeds["no page at last"]) / 2)
     for name, speed in speeds.items():
-        print(f"{name:>16}: {speed:5.1f} images/s")
-    print(f"with the Train tab open: {speeds['Train tab open'] / alone:.2f}x the speed without")
+        print(f"{name:>17}: {speed:5.1f} images/s")
+    print(f"with the Train tab open: {tab:.2f}x the speed without; with an empty gradio page: {blank:.2f}x")
     print(json.dumps({"dataset": str(args.dataset), "resolution": args.res, "images_per_s": speeds,
-                      "ratio_open_to_closed": speeds["Train tab open"] / alone}))
+                      "ratio_open_to_closed": tab, "ratio_empty_page_to_closed": blank}))
+
+
+def train_tab(page) -> None:
+    page.get_by_role("tab", name="2 · Train").click()
+    page.locator("#loss-plot canvas, #loss-plot svg").first.wait_for(timeout=120_000)
+
+
+def page_window(playwright, session, seconds: float, url: str, ready) -> float:
+    """Images per second while Chromium shows `url`, once `ready(page)` has returned."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        ready(page)
+        return window(session, seconds)
+    finally:
+        browser.close()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Train tab: set up a run, start / pause / stop it, and watch it learn.
 
 There is one TrainingSession per studio process, so every browser tab shows the same run. A
-timer polls its snapshot once a second; parts that did not change are skipped, so an idle page
-costs almost nothing and the galleries do not flicker. The status line is sent every second; the
-loss plot, whose redraw is the page's dearest work, at most every PLOT_SECONDS (on two cores
-the browser's work is taken from training).
+timer polls its snapshot once a second; parts that did not change are skipped, so the galleries
+do not flicker and the browser redraws little. The status line is sent every second; the loss
+plot, whose redraw is the page's dearest work, at most every PLOT_SECONDS (on two cores the
+browser's work is taken from training: README, "Speed").
 
 The same view can follow any other run in the workspace instead, read from its folder as another
 process writes it (followed.py): read-only, the buttons still act on this studio's own run.
@@ -162,7 +162,10 @@ class TrainTab:
         pause.click(self.pause, None, status, api_name="train_pause")
         unpause.click(self.unpause, None, status, api_name="train_unpause")
         stop.click(self.stop, None, status, api_name="train_stop")
-        timer.tick(self.poll, [seen, follow], live, api_name="train_poll", show_progress="hidden")
+        # Cheap for the browser, which every second takes from training on a laptop's few cores: one
+        # request, not a queue's round trips, and no loading state on the components it updates.
+        timer.tick(self.poll, [seen, follow], live, api_name="train_poll", show_progress="hidden",
+                   show_progress_on=timer, queue=False)
         follow.input(self.show, follow, live, api_name="train_follow", show_progress="hidden")
         tab.select(self.refresh, [dataset, start_from, follow],
                    [dataset, earlier, start_from, follow, plot, kid_plot, seen], api_name="train_tab")
