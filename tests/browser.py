@@ -27,6 +27,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def open_page(playwright, url: str, timeout_ms: float):
+    """A new page of a headless Debian Chromium on `url`, downloads accepted; its browser closes
+    with the Playwright context."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(timeout_ms)
+    page.goto(url)
+    return page
+
+
 def choose(page, elem_id: str, pattern: str) -> None:
     """Pick the option of a gradio Dropdown whose whole text matches the regex `pattern`."""
     page.locator(f"#{elem_id} input").click()

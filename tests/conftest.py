@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -187,15 +188,14 @@ def wait_for(condition, timeout: float = 300.0):
 STUDIO_TINY = dict(resolution=32, width=8, batch_size=4, precision="fp32", memory_format="contiguous")
 
 
-@pytest.fixture(scope="module")
-def studio_app(tmp_path_factory):
-    """The studio served on a free port over an empty workspace, with previews at every step so
+@contextmanager
+def serve_studio(workspace: Path):
+    """The studio served on a free port over `workspace`, with previews at every step so
     galleries fill at once: a namespace of url, workspace, session and demo. Training is stopped
     (and checkpointed) before the server closes."""
     from studio.session import TrainingSession
     from studio.ui.app import build_app, launch_options
 
-    workspace = tmp_path_factory.mktemp("workspace")
     session = TrainingSession(cadence=FAST_CADENCE)
     demo = build_app(workspace, session)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
@@ -205,6 +205,13 @@ def studio_app(tmp_path_factory):
     finally:
         session.stop(timeout=60)
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def studio_app(tmp_path_factory):
+    """The studio over an empty workspace (see serve_studio)."""
+    with serve_studio(tmp_path_factory.mktemp("workspace")) as served:
+        yield served
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from browser import (ARGS, CHROMIUM, choose, download, fill_number, move_slider, radio, select_sample, thumbnails,
-                     type_seed)
+from browser import (ARGS, CHROMIUM, choose, download, fill_number, move_slider, open_page, radio, select_sample,
+                     thumbnails, type_seed)
 from conftest import draw_shapes, needs_inception
 from studio.cli import main
 
@@ -47,14 +47,11 @@ def page(studio_app):
     """A page on the studio that records every request leaving this machine."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(TIMEOUT_MS)
+        page = open_page(playwright, "about:blank", TIMEOUT_MS)
         page.outside = []
         page.on("request", lambda request: _record_outside(request.url, page.outside))
         page.goto(studio_app.url)
         yield page
-        browser.close()
 
 
 def _record_outside(url: str, outside: list[str]) -> None:

@@ -8,15 +8,14 @@ import hashlib
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 
-from browser import ARGS, CHROMIUM, SETTLED, choose, download, fill_number, free_port, select_sample, thumbnails
-from conftest import FAST_CADENCE, draw_shapes
+from browser import CHROMIUM, SETTLED, choose, download, fill_number, open_page, select_sample, thumbnails
+from conftest import draw_shapes, serve_studio
 from studio import generator_file
 from studio.checkpoint import read_export
 
@@ -32,9 +31,6 @@ pytestmark = [
 def studio_with_models(tiny_run_dir, tmp_path_factory):
     """The studio over a workspace holding the tiny run and a fine-tune of it (every weight
     nudged, its export saying where it came from)."""
-    from studio.session import TrainingSession
-    from studio.ui.app import build_app, launch_options
-
     workspace = tmp_path_factory.mktemp("panels-workspace")
     shutil.copytree(tiny_run_dir, workspace / "checkpoints" / "tiny")
     source = workspace / "checkpoints" / "tiny" / "generator.safetensors"
@@ -44,32 +40,21 @@ def studio_with_models(tiny_run_dir, tmp_path_factory):
              for k, v in weights.items()}
     record = {"fine_tuned_from": {"file": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}}
     generator_file.write(workspace / "checkpoints" / "tiny-tuned" / "generator.safetensors", tuned, config, record)
-    session = TrainingSession(cadence=FAST_CADENCE)
-    app = build_app(workspace, session)
-    app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-               **launch_options(workspace))
-    try:
-        yield SimpleNamespace(url=app.local_url.rstrip("/"), workspace=workspace)
-    finally:
-        session.stop(timeout=60)
-        app.close()
+    with serve_studio(workspace) as served:
+        yield served
 
 
 @pytest.fixture
 def explore(studio_with_models):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(studio_with_models.url)
+        page = open_page(playwright, studio_with_models.url, TIMEOUT_MS)
         page.get_by_role("tab", name="3 · Explore").click()
         page.wait_for_function(SETTLED)         # the tab's own choice of model first, then ours
         choose(page, "explore-model", "tiny")
         sync_api.expect(page.locator("#explore-status")).to_contain_text("tiny · 32 px")
         sync_api.expect(thumbnails(page, "explore-gallery")).to_have_count(16)
         yield page
-        browser.close()
 
 
 def project(page, painting: Path) -> None:
