@@ -21,7 +21,7 @@ from .checkpoint import CheckpointError, load_generator, read_export
 from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
-from .distributed import join as join_ranks, lost_rank
+from .distributed import Ranks, join as join_ranks, leave as leave_ranks, lost_rank
 from .explore import (EXPORT_SIZE, SidecarError, export_walk, fit_painting, open_model, project_painting,
                       read_recipe, read_sidecar, recipe_file, walk_format)
 from .files import write_json
@@ -175,6 +175,13 @@ def add_train(commands) -> None:
 
 def run_train(args) -> int:
     ranks = join_ranks(args.device)   # one of the processes torchrun started, or this one alone
+    try:
+        return _train(args, ranks)
+    finally:
+        leave_ranks()   # gloo aborts a process that exits with its process group still open
+
+
+def _train(args, ranks: Ranks) -> int:
     if not ranks.is_main:             # rank 0 speaks for the run
         sys.stdout = open(os.devnull, "w")
     cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
