@@ -16,9 +16,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from browser import (ARGS, CHROMIUM, choose, download, fill_number, move_slider, open_page, radio, select_sample,
-                     thumbnails, type_seed)
-from conftest import draw_shapes, needs_inception
+from browser import (ARGS, CHROMIUM, SETTLED, choose, download, fill_number, move_slider, open_page, radio,
+                     select_sample, thumbnails, type_seed)
+from conftest import draw_shapes, needs_inception, wait_for
 from studio.cli import main
 
 FRAMES = 16
@@ -58,6 +58,29 @@ def _record_outside(url: str, outside: list[str]) -> None:
     parsed = urlparse(url)
     if parsed.scheme in ("http", "https", "ws", "wss") and parsed.hostname not in ("127.0.0.1", "localhost"):
         outside.append(url)
+
+
+# Counts the animation frames the page asks the browser for.
+COUNT_FRAMES = """window.framesAsked = 0;
+const requestFrame = window.requestAnimationFrame.bind(window);
+window.requestAnimationFrame = (callback) => { window.framesAsked++; return requestFrame(callback); };"""
+
+
+def test_an_idle_page_asks_for_almost_no_frames(page):
+    """gradio's loading screen leaves a timer behind that asks for 60 frames a second for as long
+    as the page is open (paced_frames.py): the studio paces it to UNWATCHED_FPS, so a page left
+    open does not take the CPU from training. (Its first seconds animate as it appears.)"""
+    from studio.ui.paced_frames import UNWATCHED_FPS
+
+    def frames_in_3_seconds() -> int:
+        before = page.evaluate("window.framesAsked")
+        page.wait_for_timeout(3000)
+        return page.evaluate("window.framesAsked") - before
+
+    page.add_init_script(COUNT_FRAMES)       # runs before the page's own scripts, the studio's fix first
+    page.reload()
+    page.wait_for_function(SETTLED)
+    wait_for(lambda: frames_in_3_seconds() <= 3 * (UNWATCHED_FPS + 1), timeout=60)
 
 
 @needs_inception

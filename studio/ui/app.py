@@ -14,6 +14,7 @@ from ..session import ACTIVE_STATES, TrainingSession
 from ..workspace import Workspace
 from .dataset_tab import DatasetTab, UploadLimits
 from .explore_tab import ExploreTab
+from .paced_frames import middleware as paced_frames
 from .train_tab import TrainTab
 
 # Soft's own fonts ship with gradio; naming the fallbacks keeps the page from fetching web fonts.
@@ -65,8 +66,8 @@ def build_app(workspace: str | Path = ".", session: TrainingSession | None = Non
 
 def launch_options(workspace: str | Path, uploads: UploadLimits = UploadLimits()) -> dict:
     """launch() arguments besides host, port and password: the look, no SSR and no run history
-    (the training poll would fill it), the largest upload, never a public share link, and no
-    folder served.
+    (the training poll would fill it), the largest upload, never a public share link, no folder
+    served, and the fix for gradio's never-ending status timer (paced_frames.py).
 
     Gradio copies every file a handler returns into its cache and serves only that copy, so the
     page needs no folder served by path (`allowed_paths` would hand out all of it to anyone who
@@ -76,7 +77,8 @@ def launch_options(workspace: str | Path, uploads: UploadLimits = UploadLimits()
         raise ConfigError(f"the page cannot show files from {workspace}: serve it from inside that folder "
                           f"or the temp folder")
     return dict(theme=THEME, css=CSS, allowed_paths=[], max_file_size=f"{uploads.max_upload_mb}mb", share=False,
-                ssr_mode=False, run_history=False, footer_links=["gradio", "settings"])
+                ssr_mode=False, run_history=False, footer_links=["gradio", "settings"],
+                app_kwargs=dict(middleware=paced_frames()))
 
 
 def _gradio_copies_from(folder: Path) -> bool:

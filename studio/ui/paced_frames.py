@@ -1,0 +1,72 @@
+"""A fix, put into the page, for a gradio bug that keeps every open studio tab busy.
+
+A gradio StatusTracker times a pending event by asking for an animation frame from each frame
+until its status leaves "pending". The page's loading screen is such a tracker, and it is removed
+while still pending, so its timer never stops: the browser draws 60 frames a second, for as long
+as the page is open, on a page where nothing moves. An idle studio page costs Chromium 0.05-0.06
+cores for it, and on a laptop's two cores that is taken from training (README, "Speed").
+
+The frames the status trackers ask for are paced: WATCHED_FPS while a tracker is on screen
+(gradio shows its timer in tenths of a second), UNWATCHED_FPS while none is, which leaves the
+leaked timer a sixtieth of its cost. Every other animation (plots, transitions) is left as it
+was. The status trackers keep the browser's own requestAnimationFrame from when their module
+loads, before anything that gradio lets an app add to its page (`head=`, `js=`) runs, so the fix
+is put first into the page's <head> as it is served. If gradio renames the trackers' module,
+nothing is paced and nothing else changes.
+"""
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+
+WATCHED_FPS = 10
+UNWATCHED_FPS = 1
+PACE_STATUS_TIMERS = f"""<script>
+(() => {{
+  const requestFrame = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) => {{
+    if (!/statustracker/.test(new Error().stack)) return requestFrame(callback);
+    const watched = document.querySelector('[data-testid="status-tracker"]:not(.hide)');
+    return setTimeout(() => requestFrame(callback), 1000 / (watched ? {WATCHED_FPS} : {UNWATCHED_FPS}));
+  }};
+}})();
+</script>"""
+
+
+class FirstInHead:
+    """ASGI middleware that puts `html` first into the <head> of every HTML page served."""
+
+    def __init__(self, app, html: str):
+        self.app = app
+        self.html = html.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start: dict = {}
+        body: list[bytes] = []
+
+        async def send_with_html(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                if _is_html(message):
+                    start.update(message)     # held until the whole page is here
+                    return
+            elif message["type"] == "http.response.body" and start:
+                body.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                page = b"".join(body).replace(b"<head>", b"<head>" + self.html, 1)
+                headers = [(name, value) for name, value in start["headers"] if name.lower() != b"content-length"]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+                message = {"type": "http.response.body", "body": page}
+            await send(message)
+
+        await self.app(scope, receive, send_with_html)
+
+
+def _is_html(start: dict) -> bool:
+    return any(name.lower() == b"content-type" and value.startswith(b"text/html") for name, value in start["headers"])
+
+
+def middleware() -> list[Middleware]:
+    """For launch(app_kwargs=dict(middleware=...)): inside gradio's compression, so it sees the page as written."""
+    return [Middleware(FirstInHead, html=PACE_STATUS_TIMERS)]
