@@ -19,7 +19,8 @@ from studio.checkpoint import EXPORT_NAMES, latest_checkpoint, list_checkpoints,
 from studio.cli import main
 from studio.config import TrainConfig
 from studio.files import append_json_lines, read_json_lines
-from studio.run import Budget, Cadence, TrainingRun, read_log
+from studio.run import Budget, Cadence, TrainingRun
+from studio.run_folder import read_log
 from studio.session import FAILED, FINISHED, TRAINING, TrainingSession
 from studio.ui.train_tab import status_line
 
