@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_generator, read_export
+from .cli_common import CountProgress, StderrLine, positive
 from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from .data import DatasetError, IngestOptions, ingest, parse_colour
 from .directions import read_labels
@@ -46,67 +47,12 @@ def _colour(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be greater than zero")
-        return value
-    return parse
-
-
-class StderrLine:
-    """A progress line on stderr. On a terminal it is rewritten in place, at most every
-    `terminal_seconds`; redirected to a log it is a whole line every 10 s, so that a long job
-    does not flood the log. Final lines are always written."""
-
-    def __init__(self, terminal_seconds: float):
-        self.interactive = sys.stderr.isatty()
-        self.interval = terminal_seconds if self.interactive else 10.0
-        self.last_print = -float("inf")
-        self.width = 0          # the longest line so far: padding to it erases a longer one's tail
-        self.open = False       # a terminal line still waits for its newline
-
-    def show(self, line: str, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last_print < self.interval:
-            return
-        self.last_print = now
-        if not self.interactive:
-            print(line, file=sys.stderr, flush=True)
-            return
-        self.width = max(self.width, len(line))
-        print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
-        self.open = True
-        if final:
-            self.finish()
-
-    def finish(self) -> None:
-        """End the terminal line, so that what is printed next starts on a line of its own."""
-        if self.open:
-            print(file=sys.stderr, flush=True)
-            self.open = False
-
-
-class CountProgress:
-    """"done/total what" for ingest and evaluate, as a StderrLine."""
-
-    def __init__(self):
-        self.line = StderrLine(terminal_seconds=0.1)
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        self.line.show(f"  {done}/{total} {what[-50:]}", final=done == total)
-
-
 # --------------------------------------------------------------------------------- ingest
 def add_ingest(commands) -> None:
     p = commands.add_parser("ingest", help="validate and normalise paintings into a dataset folder")
     p.add_argument("sources", nargs="+", metavar="SRC", help="folders, zip files or image files")
     p.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR")
-    p.add_argument("--res", type=_positive(int), default=256, help="stored square size in pixels (default 256)")
+    p.add_argument("--res", type=positive(int), default=256, help="stored square size in pixels (default 256)")
     p.add_argument("--fit", choices=("crop", "pad"), default="crop",
                    help="centre-crop to square, or pad to keep the whole painting (default crop)")
     p.add_argument("--background", type=_colour, default=(255, 255, 255),
@@ -131,19 +77,19 @@ def add_train(commands) -> None:
                                         "with torchrun (README, 'Training on several GPUs or machines').")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR")
-    p.add_argument("--res", type=_positive(int),
+    p.add_argument("--res", type=positive(int),
                    help=f"training resolution, a power of two (default {TrainConfig.resolution}, or --from's)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive(int), help="stop at this total step count")
-    budget.add_argument("--minutes", type=_positive(float), help="stop after this many minutes")
+    budget.add_argument("--steps", type=positive(int), help="stop at this total step count")
+    budget.add_argument("--minutes", type=positive(float), help="stop after this many minutes")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its newest checkpoint")
     start.add_argument("--from", dest="start_from", type=Path, metavar="RUN_OR_GENERATOR",
                        help="fine-tune: start from a trained model (a run folder, a checkpoint or a generator "
                             "file such as checkpoints/demo) instead of from scratch; the networks' shape "
                             "(--res, --width, --z-dim, --arch) and the discriminator default to its own")
-    p.add_argument("--width", type=_positive(int), help=f"model width multiplier (default {TrainConfig.width})")
-    p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size,
+    p.add_argument("--width", type=positive(int), help=f"model width multiplier (default {TrainConfig.width})")
+    p.add_argument("--batch", type=positive(int), default=TrainConfig.batch_size,
                    help=f"images per step in all (default {TrainConfig.batch_size}); under torchrun, the batch of "
                         f"all processes together, each drawing an equal share")
     p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
@@ -152,23 +98,23 @@ def add_train(commands) -> None:
                    help=f"projected (judges in pretrained EfficientNet-Lite0 features, no R1, always augmented) "
                         f"or fastgan / dcgan (learn their own features, with R1 and adaptive augmentation); "
                         f"default {TrainConfig.discriminator}, and dcgan with --arch dcgan")
-    p.add_argument("--projection-size", type=_positive(int), metavar="PX",
+    p.add_argument("--projection-size", type=positive(int), metavar="PX",
                    help="size images are resized to for the projected discriminator (default twice --res, "
                         "from 64 to 256)")
     p.add_argument("--arch", choices=ARCHITECTURES,
                    help="the generator: fastgan (default) or the textbook dcgan, for comparisons")
-    p.add_argument("--z-dim", type=_positive(int), help=f"latent size (default {TrainConfig.z_dim})")
+    p.add_argument("--z-dim", type=positive(int), help=f"latent size (default {TrainConfig.z_dim})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto measures what is fastest")
     p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS, help="auto measures what is fastest")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-minutes", type=_positive(float), default=5.0)
-    p.add_argument("--preview-minutes", type=_positive(float), default=1.0)
-    p.add_argument("--keep", type=_positive(int), default=3, help="checkpoints to keep (default 3)")
-    p.add_argument("--kid-minutes", type=_positive(float), metavar="M",
+    p.add_argument("--checkpoint-minutes", type=positive(float), default=5.0)
+    p.add_argument("--preview-minutes", type=positive(float), default=1.0)
+    p.add_argument("--keep", type=positive(int), default=3, help="checkpoints to keep (default 3)")
+    p.add_argument("--kid-minutes", type=positive(float), metavar="M",
                    help="measure KID against the dataset every M minutes of training and at the end, "
                         "into RUN_DIR/metrics.jsonl (off by default: about 0.1 s per sample on a CPU)")
-    p.add_argument("--kid-samples", type=_positive(int), default=Cadence.kid_samples,
+    p.add_argument("--kid-samples", type=positive(int), default=Cadence.kid_samples,
                    help=f"samples per KID measurement (default {Cadence.kid_samples})")
     p.set_defaults(run=run_train)
 
@@ -294,7 +240,7 @@ class ProgressLine:
 def add_generate(commands) -> None:
     p = commands.add_parser("generate", help="render samples from a checkpoint, export or run folder")
     p.add_argument("source", type=Path, metavar="CKPT_OR_RUN_DIR")
-    p.add_argument("--n", type=_positive(int), default=64, help="number of samples (default 64)")
+    p.add_argument("--n", type=positive(int), default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, help="grid.png, or a folder (existing, or ending in /) for one PNG each")
     p.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed S+i")
     p.set_defaults(run=run_generate)
@@ -339,8 +285,8 @@ def add_interpolate(commands) -> None:
     keys.add_argument("--seeds", type=_seed_list, default=absent, help="keyframe seeds in order, e.g. 3,17,42")
     keys.add_argument("--recipes", type=Path, nargs="+", default=absent, metavar="Z.json",
                       help="keyframes from `project --out` files in order: a walk between your own paintings")
-    p.add_argument("--frames", type=_positive(int), default=absent, help="frames in all (default 60)")
-    p.add_argument("--fps", type=_positive(float), default=absent, help="frames per second (default 24)")
+    p.add_argument("--frames", type=positive(int), default=absent, help="frames in all (default 60)")
+    p.add_argument("--fps", type=positive(float), default=absent, help="frames per second (default 24)")
     ends = p.add_mutually_exclusive_group()
     ends.add_argument("--loop", action="store_true", default=absent,
                       help="move on from the last seed back to the first; plays seamlessly")
@@ -348,10 +294,10 @@ def add_interpolate(commands) -> None:
     p.add_argument("--easing", choices=EASINGS, default=absent, help="between keyframes (default linear)")
     p.add_argument("--hold", type=int, default=absent, metavar="FRAMES",
                    help="extra frames on each keyframe (default 0)")
-    p.add_argument("--psi", type=_positive(float), default=absent, help="truncation of every keyframe (default 1)")
+    p.add_argument("--psi", type=positive(float), default=absent, help="truncation of every keyframe (default 1)")
     p.add_argument("--direction", type=_direction_offset, action="append", default=absent, metavar="N=SIGMA",
                    help="move every keyframe SIGMA standard deviations along direction N (repeatable)")
-    p.add_argument("--size", type=_positive(int), default=absent, help=f"px (default {EXPORT_SIZE})")
+    p.add_argument("--size", type=positive(int), default=absent, help=f"px (default {EXPORT_SIZE})")
     p.add_argument("--from-sidecar", type=Path, metavar="FILE.json",
                    help="render again exactly what a sidecar (from the studio or this command) describes")
     p.add_argument("--out", required=True, type=Path, help="walk.gif, walk.mp4, frames.zip or sheet.png (keyframes)")
@@ -429,7 +375,7 @@ def add_project(commands) -> None:
     p.add_argument("source", type=Path, metavar="RUN_OR_GENERATOR")
     p.add_argument("image", type=Path, metavar="IMAGE", help="any size; fitted as ingest fits paintings (crop)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"search steps (default {DEFAULT_STEPS})")
-    p.add_argument("--starts", type=_positive(int), default=DEFAULT_STARTS,
+    p.add_argument("--starts", type=positive(int), default=DEFAULT_STARTS,
                    help=f"random latents tried before the search (default {DEFAULT_STARTS})")
     p.add_argument("--seed", type=int, default=0, help="of the random starts: the same seed finds the same latent")
     p.add_argument("--out", required=True, type=Path, metavar="Z.json",
@@ -472,7 +418,7 @@ def add_studio(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1, this computer only; any other needs "
                              "--auth or --insecure)")
-    parser.add_argument("--port", type=_positive(int), help="port to serve on (default: 7860 or the next free one)")
+    parser.add_argument("--port", type=positive(int), help="port to serve on (default: 7860 or the next free one)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     access = parser.add_mutually_exclusive_group()
     access.add_argument("--auth", type=_credentials, metavar="USER:PASSWORD",
@@ -483,11 +429,11 @@ def add_studio(parser) -> None:
     access.add_argument("--insecure", action="store_true",
                         help="serve another --host without a password: anyone who can reach it can use the studio")
     absent = argparse.SUPPRESS     # the studio's own defaults (UploadLimits in ui/dataset_tab.py) apply
-    parser.add_argument("--max-upload-mb", type=_positive(int), default=absent, metavar="MB",
+    parser.add_argument("--max-upload-mb", type=positive(int), default=absent, metavar="MB",
                         help="the largest file the page takes (default 1024; a zip of a whole folder is one file)")
-    parser.add_argument("--max-upload-files", type=_positive(int), default=absent, metavar="N",
+    parser.add_argument("--max-upload-files", type=positive(int), default=absent, metavar="N",
                         help="the most files one drop of paintings may hold (default 5000)")
-    parser.add_argument("--max-upload-total-gb", type=_positive(float), default=absent, metavar="GB",
+    parser.add_argument("--max-upload-total-gb", type=positive(float), default=absent, metavar="GB",
                         help="the most one drop of paintings may hold in all (default 5)")
     parser.set_defaults(run=run_studio)   # a subcommand sets its own
 
@@ -546,7 +492,7 @@ def add_evaluate(commands) -> None:
     p = commands.add_parser("evaluate", help="measure KID and FID of a generator against a dataset")
     p.add_argument("source", type=Path, metavar="CKPT_OR_RUN_DIR")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
-    p.add_argument("--n", type=_positive(int), default=500, help="generated images to compare (default 500)")
+    p.add_argument("--n", type=positive(int), default=500, help="generated images to compare (default 500)")
     p.set_defaults(run=run_evaluate)
 
 
