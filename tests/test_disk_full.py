@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import studio.cli as cli
+import studio.cli_training as cli_training
 import studio.files as files
 from conftest import TINY, wait_for
 from kill_loop import temporary_files
@@ -210,7 +210,7 @@ class RetryAtOnce(Cadence):
 
 def test_the_cli_says_on_stderr_that_training_waits_for_space_and_goes_on(dataset32, tmp_path, monkeypatch,
                                                                           full_disk, capsys):
-    monkeypatch.setattr(cli, "Cadence", RetryAtOnce)
+    monkeypatch.setattr(cli_training, "Cadence", RetryAtOnce)
     run_dir = tmp_path / "run"
     full_disk(EXPORTS, failures=2)                       # the export after the last step
     tiny = ["--res", "32", "--width", "8", "--batch", "4", "--precision", "fp32", "--memory-format", "contiguous",
