@@ -4,464 +4,33 @@ engine without it, for servers and GPUs.
 Every subcommand prints human lines first and, where a script may want the result, one JSON
 object last on stdout. Mistakes a user can make (a wrong path, a bad option, a damaged file) end
 with one sentence on stderr and exit code 2, never a traceback.
+
+The subcommands are in cli_training.py (ingest, train, evaluate, export) and cli_exploring.py
+(generate, interpolate, project), each an `add_NAME(commands)` that adds its parser and the
+`run_NAME(args)` that parser runs; what they share is in cli_common.py. Here are the studio's own
+options, the parser that assembles them all, and the handling of user errors.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import ipaddress
-import json
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_generator, read_export
-from .config import ARCHITECTURES, DISCRIMINATORS, LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
-from .data import DatasetError, IngestOptions, ingest, parse_colour
-from .directions import read_labels
-from .distributed import Ranks, join as join_ranks, leave as leave_ranks, lost_rank
-from .explore import (EXPORT_SIZE, SidecarError, export_walk, fit_painting, open_model, project_painting,
-                      read_recipe, read_sidecar, recipe_file, walk_format)
-from .files import write_json
-from .latent import EASINGS, Recipe, even_walk
-from .metrics import Evaluation, evaluate, load_inception
+from .checkpoint import CheckpointError
+from .cli_common import positive
+from .cli_exploring import add_generate, add_interpolate, add_project
+from .cli_training import add_evaluate, add_export, add_ingest, add_train
+from .config import ConfigError
+from .data import DatasetError
+from .explore import SidecarError
 from .packaged import WeightsUnavailable
-from .project import DEFAULT_STARTS, DEFAULT_STEPS
-from .render import grid_image, render_seeds, save_png, to_pil_images
-from .finetune import starting_point
-from .run import Budget, Cadence, Pace, Rollback, RunError, TrainingRun, describe_saved_state, export_for_sharing
-from .sources import Rejected
-from .trainer import StepStats
+from .run import RunError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, RunError, FileNotFoundError, NotADirectoryError,
                WeightsUnavailable, SidecarError)
-
-
-def _colour(text: str) -> tuple[int, int, int]:
-    try:
-        return parse_colour(text)
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be greater than zero")
-        return value
-    return parse
-
-
-class StderrLine:
-    """A progress line on stderr. On a terminal it is rewritten in place, at most every
-    `terminal_seconds`; redirected to a log it is a whole line every 10 s, so that a long job
-    does not flood the log. Final lines are always written."""
-
-    def __init__(self, terminal_seconds: float):
-        self.interactive = sys.stderr.isatty()
-        self.interval = terminal_seconds if self.interactive else 10.0
-        self.last_print = -float("inf")
-        self.width = 0          # the longest line so far: padding to it erases a longer one's tail
-        self.open = False       # a terminal line still waits for its newline
-
-    def show(self, line: str, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last_print < self.interval:
-            return
-        self.last_print = now
-        if not self.interactive:
-            print(line, file=sys.stderr, flush=True)
-            return
-        self.width = max(self.width, len(line))
-        print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
-        self.open = True
-        if final:
-            self.finish()
-
-    def finish(self) -> None:
-        """End the terminal line, so that what is printed next starts on a line of its own."""
-        if self.open:
-            print(file=sys.stderr, flush=True)
-            self.open = False
-
-
-class CountProgress:
-    """"done/total what" for ingest and evaluate, as a StderrLine."""
-
-    def __init__(self):
-        self.line = StderrLine(terminal_seconds=0.1)
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        self.line.show(f"  {done}/{total} {what[-50:]}", final=done == total)
-
-
-# --------------------------------------------------------------------------------- ingest
-def add_ingest(commands) -> None:
-    p = commands.add_parser("ingest", help="validate and normalise paintings into a dataset folder")
-    p.add_argument("sources", nargs="+", metavar="SRC", help="folders, zip files or image files")
-    p.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR")
-    p.add_argument("--res", type=_positive(int), default=256, help="stored square size in pixels (default 256)")
-    p.add_argument("--fit", choices=("crop", "pad"), default="crop",
-                   help="centre-crop to square, or pad to keep the whole painting (default crop)")
-    p.add_argument("--background", type=_colour, default=(255, 255, 255),
-                   help="colour behind transparent areas and padding, as #rrggbb (default #ffffff)")
-    p.set_defaults(run=run_ingest)
-
-
-def run_ingest(args) -> int:
-    options = IngestOptions(resolution=args.res, fit=args.fit, background=args.background)
-    report = ingest(args.sources, args.out, options, progress=CountProgress())
-    print(report.summary())
-    for rejection in report.rejected:
-        print(f"  rejected {rejection.file}: {rejection.reason}")
-    print(json.dumps(report.to_json()))
-    return 0
-
-
-# ---------------------------------------------------------------------------------- train
-def add_train(commands) -> None:
-    p = commands.add_parser("train", help="train a GAN on a dataset folder",
-                            description="Train a GAN on a dataset folder. On several GPUs or machines, start it "
-                                        "with torchrun (README, 'Training on several GPUs or machines').")
-    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
-    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR")
-    p.add_argument("--res", type=_positive(int),
-                   help=f"training resolution, a power of two (default {TrainConfig.resolution}, or --from's)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive(int), help="stop at this total step count")
-    budget.add_argument("--minutes", type=_positive(float), help="stop after this many minutes")
-    start = p.add_mutually_exclusive_group()
-    start.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its newest checkpoint")
-    start.add_argument("--from", dest="start_from", type=Path, metavar="RUN_OR_GENERATOR",
-                       help="fine-tune: start from a trained model (a run folder, a checkpoint or a generator "
-                            "file such as checkpoints/demo) instead of from scratch; the networks' shape "
-                            "(--res, --width, --z-dim, --arch) and the discriminator default to its own")
-    p.add_argument("--width", type=_positive(int), help=f"model width multiplier (default {TrainConfig.width})")
-    p.add_argument("--batch", type=_positive(int), default=TrainConfig.batch_size,
-                   help=f"images per step in all (default {TrainConfig.batch_size}); under torchrun, the batch of "
-                        f"all processes together, each drawing an equal share")
-    p.add_argument("--loss", choices=LOSSES, default=TrainConfig.loss)
-    p.add_argument("--no-augment", action="store_true", help="turn off DiffAugment and flips")
-    p.add_argument("--discriminator", choices=DISCRIMINATORS,
-                   help=f"projected (judges in pretrained EfficientNet-Lite0 features, no R1, always augmented) "
-                        f"or fastgan / dcgan (learn their own features, with R1 and adaptive augmentation); "
-                        f"default {TrainConfig.discriminator}, and dcgan with --arch dcgan")
-    p.add_argument("--projection-size", type=_positive(int), metavar="PX",
-                   help="size images are resized to for the projected discriminator (default twice --res, "
-                        "from 64 to 256)")
-    p.add_argument("--arch", choices=ARCHITECTURES,
-                   help="the generator: fastgan (default) or the textbook dcgan, for comparisons")
-    p.add_argument("--z-dim", type=_positive(int), help=f"latent size (default {TrainConfig.z_dim})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto measures what is fastest")
-    p.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS, help="auto measures what is fastest")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-minutes", type=_positive(float), default=5.0)
-    p.add_argument("--preview-minutes", type=_positive(float), default=1.0)
-    p.add_argument("--keep", type=_positive(int), default=3, help="checkpoints to keep (default 3)")
-    p.add_argument("--kid-minutes", type=_positive(float), metavar="M",
-                   help="measure KID against the dataset every M minutes of training and at the end, "
-                        "into RUN_DIR/metrics.jsonl (off by default: about 0.1 s per sample on a CPU)")
-    p.add_argument("--kid-samples", type=_positive(int), default=Cadence.kid_samples,
-                   help=f"samples per KID measurement (default {Cadence.kid_samples})")
-    p.set_defaults(run=run_train)
-
-
-def run_train(args) -> int:
-    ranks = join_ranks(args.device)   # one of the processes torchrun started, or this one alone
-    try:
-        return _train(args, ranks)
-    finally:
-        leave_ranks()   # gloo aborts a process that exits with its process group still open
-
-
-def _train(args, ranks: Ranks) -> int:
-    if not ranks.is_main:             # rank 0 speaks for the run
-        sys.stdout = open(os.devnull, "w")
-    cadence = Cadence(checkpoint_minutes=args.checkpoint_minutes, preview_minutes=args.preview_minutes,
-                      keep_checkpoints=args.keep, kid_minutes=args.kid_minutes, kid_samples=args.kid_samples)
-    if args.resume:
-        run = TrainingRun.resume(args.out, args.dataset)
-        print(f"Resuming {args.out} at step {run.trainer.step_count}")
-    else:
-        start_from = starting_point(args.start_from) if args.start_from else None
-        # --arch dcgan alone means the DCGAN pair: a DCGAN G is for comparisons with its own D.
-        discriminator = args.discriminator or ("dcgan" if args.arch == "dcgan" else None)
-        augmentation = dict(augment=(), flip=False) if args.no_augment else {}
-        given = dict(discriminator=discriminator, resolution=args.res, width=args.width, batch_size=args.batch,
-                     loss=args.loss, architecture=args.arch, projection_size=args.projection_size,
-                     z_dim=args.z_dim, device=args.device, precision=args.precision,
-                     memory_format=args.memory_format, seed=args.seed, **augmentation)
-        if start_from:
-            config = start_from.config_for(**given)
-            print(f"Fine-tuning the {start_from.describe()}")
-        else:
-            config = TrainConfig(**{name: value for name, value in given.items() if value is not None})
-        run = TrainingRun.start(args.dataset, args.out, config, start_from)
-    trainer = run.trainer
-    print(f"Training {trainer.config.architecture} G, {trainer.config.discriminator} D at {trainer.config.resolution} px on "
-          f"{len(trainer.images)} images; {trainer.numerics.describe()}")
-    if ranks.parallel:
-        print(f"On {ranks.world_size} processes, each drawing {trainer.batch_per_rank} of the {trainer.config.batch_size} "
-              f"images of a step")
-    budget = Budget(steps=args.steps, minutes=args.minutes)
-    if budget.steps is None and budget.minutes is None:
-        print("No --steps or --minutes given: training until Ctrl-C.")
-    bar = ProgressLine(budget, quiet=not ranks.is_main)
-    measured = []
-
-    def report_kid(row: dict) -> None:
-        measured.append(row)
-        print(f"step {row['step']}: {Evaluation.from_dict(row).summary()}", flush=True)
-
-    def report_kid_failure(message: str) -> None:
-        print(f"KID could not be measured, training goes on without it: {message}", file=sys.stderr, flush=True)
-
-    def report_rollback(rollback: Rollback) -> None:
-        bar.say(f"Training {rollback.describe()}")
-
-    try:
-        last = run.train(budget, cadence, on_step=bar.update, on_measuring=bar.measuring, on_metrics=report_kid,
-                         on_metrics_failed=report_kid_failure, on_rollback=report_rollback, on_disk_full=bar.say,
-                         on_disk_space=lambda: bar.say("Disk space is back: training goes on."))
-    except KeyboardInterrupt:
-        bar.finish()
-        print(f"Interrupted: saved a checkpoint at step {trainer.step_count} in {args.out}; "
-              f"continue with --resume.")
-        return 130
-    except Exception as error:
-        bar.finish()   # the error's line starts on a line of its own
-        if lost_rank(error):
-            raise RunError(f"another process of this run ended or stopped answering, so this one stops too "
-                           f"({str(error).splitlines()[0][:200]}). {describe_saved_state(args.out)} Continue with "
-                           f"--resume, on as many processes as you have.") from error
-        raise
-    bar.finish()
-    print(f"Done at step {trainer.step_count}; samples in {args.out / 'samples'}")
-    print(json.dumps({"run": str(args.out), "step": trainer.step_count, "images_seen": trainer.images_seen,
-                      "loss_g": last.loss_g if last else None, "loss_d": last.loss_d if last else None,
-                      "augment_p": trainer.ada.p, "numerics": trainer.numerics.describe(),
-                      "metrics": measured[-1] if measured else None, "rollbacks": len(run.rollbacks)}))
-    return 0
-
-
-class ProgressLine:
-    """Step, losses, speed and ETA of a training run, as a StderrLine."""
-
-    def __init__(self, budget: Budget, quiet: bool = False):
-        self.budget = budget
-        self.pace = Pace(budget)
-        self.line = StderrLine(terminal_seconds=0.25)
-        self.quiet = quiet    # says nothing: another process speaks for the run
-
-    def update(self, stats: StepStats) -> None:
-        self.pace.update(stats)
-        if self.quiet:
-            return
-        of_total = f"/{self.budget.steps}" if self.budget.steps else ""
-        self.line.show(f"step {stats.step}{of_total} | G {stats.loss_g:.3f} D {stats.loss_d:.3f} "
-                       f"rec {stats.loss_reconstruction:.3f} | aug p {stats.augment_p:.2f} | "
-                       f"{self.pace.images_per_s:.1f} img/s | ETA {self._eta()}")
-
-    def measuring(self) -> None:
-        self.say("measuring KID…")
-
-    def say(self, line: str) -> None:
-        """A line of its own below the progress line, which goes on after it."""
-        if self.quiet:
-            return
-        self.finish()
-        print(line, file=sys.stderr, flush=True)
-
-    def _eta(self) -> str:
-        seconds = self.pace.eta_seconds()
-        if seconds is None:
-            return "-"
-        seconds = int(seconds)
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-
-    def finish(self) -> None:
-        self.line.finish()
-
-
-# ------------------------------------------------------------------------------- generate
-def add_generate(commands) -> None:
-    p = commands.add_parser("generate", help="render samples from a checkpoint, export or run folder")
-    p.add_argument("source", type=Path, metavar="CKPT_OR_RUN_DIR")
-    p.add_argument("--n", type=_positive(int), default=64, help="number of samples (default 64)")
-    p.add_argument("--out", required=True, help="grid.png, or a folder (existing, or ending in /) for one PNG each")
-    p.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed S+i")
-    p.set_defaults(run=run_generate)
-
-
-def run_generate(args) -> int:
-    if not args.source.exists():
-        raise FileNotFoundError(f"{args.source} does not exist")
-    out = Path(args.out)
-    as_folder = args.out.endswith(("/", "\\")) or out.is_dir()
-    if not as_folder and out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {args.out} should end in .png (a grid) or name a folder")
-    generator, config = load_generator(args.source)
-    seeds = list(range(args.seed, args.seed + args.n))
-    images = render_seeds(generator, config.z_dim, seeds)
-    if as_folder:
-        files = [save_png(image, out / f"seed{seed:06d}.png") for seed, image in zip(seeds, to_pil_images(images))]
-        print(f"Wrote {len(files)} images of {config.resolution} px to {out}")
-        written = [str(f) for f in files]
-    else:
-        save_png(grid_image(images), out)
-        print(f"Wrote a grid of {len(seeds)} samples to {out}")
-        written = [str(out)]
-    print(json.dumps({"out": str(out), "files": written, "seeds": seeds, "resolution": config.resolution}))
-    return 0
-
-
-# ---------------------------------------------------------------------------- interpolate
-# What shapes a walk made from seeds, and its value when not given. These options default to
-# "absent" in the parser, so that one given with --from-sidecar (which replays a recorded walk
-# exactly) can be refused rather than silently ignored.
-WALK_DEFAULTS = {"seeds": None, "recipes": None, "frames": 60, "fps": 24.0, "loop": False, "ping_pong": False, "easing": "linear",
-                 "hold": 0, "psi": 1.0, "direction": [], "size": EXPORT_SIZE}
-
-
-def add_interpolate(commands) -> None:
-    p = commands.add_parser("interpolate", help="render a walk between seeds as a GIF, an MP4 or a zip of frames")
-    p.add_argument("source", type=Path, nargs="?", metavar="RUN_OR_GENERATOR",
-                   help="a run folder, generator export or checkpoint (with --from-sidecar: only if it has moved)")
-    absent = argparse.SUPPRESS
-    keys = p.add_mutually_exclusive_group()
-    keys.add_argument("--seeds", type=_seed_list, default=absent, help="keyframe seeds in order, e.g. 3,17,42")
-    keys.add_argument("--recipes", type=Path, nargs="+", default=absent, metavar="Z.json",
-                      help="keyframes from `project --out` files in order: a walk between your own paintings")
-    p.add_argument("--frames", type=_positive(int), default=absent, help="frames in all (default 60)")
-    p.add_argument("--fps", type=_positive(float), default=absent, help="frames per second (default 24)")
-    ends = p.add_mutually_exclusive_group()
-    ends.add_argument("--loop", action="store_true", default=absent,
-                      help="move on from the last seed back to the first; plays seamlessly")
-    ends.add_argument("--ping-pong", action="store_true", default=absent, help="walk there and back again")
-    p.add_argument("--easing", choices=EASINGS, default=absent, help="between keyframes (default linear)")
-    p.add_argument("--hold", type=int, default=absent, metavar="FRAMES",
-                   help="extra frames on each keyframe (default 0)")
-    p.add_argument("--psi", type=_positive(float), default=absent, help="truncation of every keyframe (default 1)")
-    p.add_argument("--direction", type=_direction_offset, action="append", default=absent, metavar="N=SIGMA",
-                   help="move every keyframe SIGMA standard deviations along direction N (repeatable)")
-    p.add_argument("--size", type=_positive(int), default=absent, help=f"px (default {EXPORT_SIZE})")
-    p.add_argument("--from-sidecar", type=Path, metavar="FILE.json",
-                   help="render again exactly what a sidecar (from the studio or this command) describes")
-    p.add_argument("--out", required=True, type=Path, help="walk.gif, walk.mp4, frames.zip or sheet.png (keyframes)")
-    p.set_defaults(run=run_interpolate)
-
-
-def _seed_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds") from None
-
-
-def _direction_offset(text: str) -> tuple[int, float]:
-    index, _, amount = text.partition("=")
-    try:
-        return int(index), float(amount)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} should be DIRECTION=SIGMA, e.g. 0=1.5") from None
-
-
-def run_interpolate(args) -> int:
-    _check_out(args.out)
-    given = {name: value for name, value in vars(args).items() if name in WALK_DEFAULTS}
-    if args.from_sidecar:
-        if given:
-            flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-            raise ConfigError(f"--from-sidecar renders the walk it records as it was; leave out {flags}")
-        model, walk, fps, size = read_sidecar(args.from_sidecar, args.source)
-    else:
-        model, walk, fps, size = _walk_from_keyframes(args.source, **{**WALK_DEFAULTS, **given})
-    line = StderrLine(terminal_seconds=0.1)
-    try:
-        sidecar = export_walk(model, walk, args.out, fps, size, read_labels(model.run_dir),
-                              progress=lambda done, total: line.show(f"  {done}/{total} frames", final=done == total))
-    except OSError as error:          # a folder it may not write in, a full disk
-        raise ConfigError(f"cannot write {args.out}: {error.strerror or error}") from None
-    frames = len(walk.steps())
-    print(f"Wrote {args.out}: {frames} frames at {fps:g} fps, {size} px (how it was made: {sidecar})")
-    print(json.dumps({"out": str(args.out), "frames": frames, "sidecar": str(sidecar)}))
-    return 0
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an --out that cannot be written before rendering anything."""
-    try:
-        walk_format(out)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; name the file to write, e.g. {out / 'walk.gif'}")
-
-
-def _walk_from_keyframes(source: Path | None, seeds, recipes, frames, fps, loop, ping_pong, easing, hold, psi,
-                         direction, size):
-    if source is None or not (seeds or recipes):
-        raise ConfigError("give RUN_OR_GENERATOR and --seeds or --recipes (or --from-sidecar FILE.json)")
-    mode = "loop" if loop else "ping-pong" if ping_pong else "once"
-    try:       # the keyframes' recipes and the timing, checked before the model is loaded
-        bases = [Recipe(seed=seed) for seed in seeds] if seeds else [read_recipe(file) for file in recipes]
-        keys = [dataclasses.replace(base, psi=psi, offsets=tuple(direction)) for base in bases]
-        walk = even_walk(keys, frames, mode, easing, hold)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    model = open_model(source)
-    if bad := [index for index, _ in direction if not 0 <= index < model.direction_count]:
-        raise ConfigError(f"direction {bad[0]} does not exist; this generator has directions "
-                          f"0-{model.direction_count - 1}")
-    return model, walk, fps, size
-
-
-# -------------------------------------------------------------------------------- project
-def add_project(commands) -> None:
-    p = commands.add_parser("project", help="find the latent whose sample is closest to a painting of yours")
-    p.add_argument("source", type=Path, metavar="RUN_OR_GENERATOR")
-    p.add_argument("image", type=Path, metavar="IMAGE", help="any size; fitted as ingest fits paintings (crop)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"search steps (default {DEFAULT_STEPS})")
-    p.add_argument("--starts", type=_positive(int), default=DEFAULT_STARTS,
-                   help=f"random latents tried before the search (default {DEFAULT_STARTS})")
-    p.add_argument("--seed", type=int, default=0, help="of the random starts: the same seed finds the same latent")
-    p.add_argument("--out", required=True, type=Path, metavar="Z.json",
-                   help="the recipe found, for `interpolate --recipes` (and the distances reached)")
-    p.set_defaults(run=run_project)
-
-
-def run_project(args) -> int:
-    if args.steps < 0:
-        raise ConfigError("--steps must be 0 or more")
-    model = open_model(args.source)
-    try:
-        painting = fit_painting(model, args.image.read_bytes())
-    except Rejected as rejected:
-        raise ConfigError(f"cannot use {args.image}: {rejected.reason}") from None
-    line = StderrLine(terminal_seconds=0.2)
-    started = time.monotonic()
-    found = project_painting(model, painting, args.image.name, args.steps, args.seed, starts=args.starts,
-                             progress=lambda step, steps, loss: line.show(f"  step {step}/{steps}  distance {loss:.4f}",
-                                                                         final=step == steps))
-    seconds = time.monotonic() - started
-    try:
-        write_json(args.out, recipe_file(model, found))
-    except OSError as error:
-        raise ConfigError(f"cannot write {args.out}: {error.strerror or error}") from None
-    print(f"Projected {args.image} into {model.label} in {seconds:.1f} s: pixel distance {found.distance.pixel:.4f}, "
-          f"perceptual {found.distance.perceptual:.4f} (best random start {found.start.pixel:.4f}, "
-          f"{found.start.perceptual:.4f}); recipe in {args.out}")
-    print(json.dumps({"out": str(args.out), "steps": args.steps, "seconds": round(seconds, 2),
-                      "distance": found.distance.to_json(), "start": found.start.to_json(),
-                      "recipe": found.recipe.to_json()}))
-    return 0
 
 
 # --------------------------------------------------------------------------------- studio
@@ -472,7 +41,7 @@ def add_studio(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1, this computer only; any other needs "
                              "--auth or --insecure)")
-    parser.add_argument("--port", type=_positive(int), help="port to serve on (default: 7860 or the next free one)")
+    parser.add_argument("--port", type=positive(int), help="port to serve on (default: 7860 or the next free one)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     access = parser.add_mutually_exclusive_group()
     access.add_argument("--auth", type=_credentials, metavar="USER:PASSWORD",
@@ -483,11 +52,11 @@ def add_studio(parser) -> None:
     access.add_argument("--insecure", action="store_true",
                         help="serve another --host without a password: anyone who can reach it can use the studio")
     absent = argparse.SUPPRESS     # the studio's own defaults (UploadLimits in ui/dataset_tab.py) apply
-    parser.add_argument("--max-upload-mb", type=_positive(int), default=absent, metavar="MB",
+    parser.add_argument("--max-upload-mb", type=positive(int), default=absent, metavar="MB",
                         help="the largest file the page takes (default 1024; a zip of a whole folder is one file)")
-    parser.add_argument("--max-upload-files", type=_positive(int), default=absent, metavar="N",
+    parser.add_argument("--max-upload-files", type=positive(int), default=absent, metavar="N",
                         help="the most files one drop of paintings may hold (default 5000)")
-    parser.add_argument("--max-upload-total-gb", type=_positive(float), default=absent, metavar="GB",
+    parser.add_argument("--max-upload-total-gb", type=positive(float), default=absent, metavar="GB",
                         help="the most one drop of paintings may hold in all (default 5)")
     parser.set_defaults(run=run_studio)   # a subcommand sets its own
 
@@ -539,50 +108,6 @@ def run_studio(args) -> int:
     except OSError as error:       # the port is taken, or the host is not an address of this machine
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-
-# ------------------------------------------------------------------------------- evaluate
-def add_evaluate(commands) -> None:
-    p = commands.add_parser("evaluate", help="measure KID and FID of a generator against a dataset")
-    p.add_argument("source", type=Path, metavar="CKPT_OR_RUN_DIR")
-    p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
-    p.add_argument("--n", type=_positive(int), default=500, help="generated images to compare (default 500)")
-    p.set_defaults(run=run_evaluate)
-
-
-def run_evaluate(args) -> int:
-    if not args.source.exists():
-        raise FileNotFoundError(f"{args.source} does not exist")
-    network = load_inception()
-    generator, config = load_generator(args.source)
-    result = evaluate(generator, config.z_dim, config.resolution, args.dataset, args.n, network,
-                              progress=CountProgress())
-    print(result.summary())
-    print(json.dumps({"kid": result.kid, "kid_std": result.kid_std, "fid": result.fid,
-                      "n_real": result.n_real, "n_fake": result.n_fake}))
-    return 0
-
-
-# ---------------------------------------------------------------------------------- export
-def add_export(commands) -> None:
-    p = commands.add_parser("export", help="write a run's generator as one .safetensors file, to share or to "
-                                           "fine-tune from")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE.safetensors")
-    p.add_argument("--full-precision", action="store_true",
-                   help="keep the weights in fp32 (default: half precision, half the size)")
-    p.set_defaults(run=run_export)
-
-
-def run_export(args) -> int:
-    if args.out.suffix != ".safetensors":
-        raise ConfigError(f"{args.out}: a generator file's name ends in .safetensors")
-    path = export_for_sharing(args.run_dir, args.out, half=not args.full_precision)
-    _, config, provenance = read_export(path)
-    print(f"Wrote the {config.resolution} px generator of {args.run_dir} at step {provenance['step']} to {path}")
-    print(json.dumps({"out": str(path), "bytes": path.stat().st_size, "step": provenance["step"],
-                      "resolution": config.resolution, "provenance": provenance}))
-    return 0
 
 
 # ------------------------------------------------------------------------------------ main

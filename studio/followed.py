@@ -18,7 +18,7 @@ from PIL import Image
 
 from .files import read_json_lines_from
 from .render import grid_tiles
-from .run import PREVIEW_COLUMNS, list_previews, read_metrics, step_rows
+from .run_folder import PREVIEW_COLUMNS, list_previews, read_metrics, step_rows
 from .session import Snapshot, thin_history
 from .trainer import StepStats
 

@@ -1,13 +1,5 @@
-"""A training run on disk: the loop that the CLI and the studio's background thread both drive.
-
-RUN_DIR/
-  run.json                 dataset path and config, written when the run starts
-  checkpoints/step-*.pt    full resumable state, the newest few (see checkpoint.py)
-  generator.safetensors    G_ema export, refreshed with every checkpoint (generator.pt before)
-  samples/step-*.png       fixed-seed preview grids, a time-lapse of training
-  log.jsonl                one StepStats per line, for plots that survive a restart, and a row
-                           {"event": "rollback", ...} for each rollback after divergence
-  metrics.jsonl            KID and FID of G_ema against the dataset, when measured (Cadence.kid_minutes)
+"""A training run: the loop that the CLI and the studio's background thread both drive, and the
+run folder it writes (run_folder.py says what the folder holds, and reads it).
 
 A run that diverges (a loss that is not finite, an exploding gradient: see trainer.py) goes back
 to its newest checkpoint with both learning rates lowered, at most MAX_ROLLBACKS times; the
@@ -26,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -42,15 +33,14 @@ from .config import ConfigError, TrainConfig
 from .data import load_images
 from .finetune import StartingPoint
 from .distributed import current as current_ranks
-from .files import append_json_lines, read_json_lines, remove_partials, rewrite_json_lines, write_json
+from .files import append_json_lines, remove_partials, rewrite_json_lines, write_json
 from .latent import seeds_to_z
 from .metrics import evaluate, load_inception
 from .numerics import resolve_device
 from .render import grid_image, save_png
+from .run_folder import PREVIEW_COLUMNS, PREVIEW_SEEDS, list_previews, preview_step, read_record
 from .trainer import StepStats, Trainer
 
-PREVIEW_SEEDS = list(range(64))   # the fixed grid every preview renders
-PREVIEW_COLUMNS = 8                # of its contact sheet
 MAX_ROLLBACKS = 3                  # per TrainingRun: one training session of a run
 ROLLBACK_LR_FACTOR = 0.5           # both learning rates, at each rollback
 
@@ -195,7 +185,7 @@ class TrainingRun:
         trainer = restore_trainer(payload, load_images(dataset_dir, resolution), ranks=ranks)
         if ranks.is_main:
             _open_at(run_dir, trainer.step_count)
-        return cls(run_dir, trainer, dataset_dir, _run_record(run_dir).get("fine_tuned_from"))
+        return cls(run_dir, trainer, dataset_dir, read_record(run_dir).get("fine_tuned_from"))
 
     # ------------------------------------------------------------------ the loop
     def train(self, budget: Budget, cadence: Cadence = Cadence(),
@@ -478,7 +468,7 @@ def default_kid_minutes() -> float:
 def recorded_dataset(run_dir: str | Path) -> Path:
     """The dataset beside the run (by its relative path) if it is there, else where it was."""
     run_dir = Path(run_dir)
-    recorded = _run_record(run_dir)
+    recorded = read_record(run_dir)
     if "dataset" not in recorded:
         raise RunError(f"{run_dir} does not say which dataset it was trained on "
                        f"(its run.json is missing or damaged)")
@@ -498,7 +488,7 @@ def export_for_sharing(run_dir: str | Path, path: str | Path, half: bool = True)
         _, payload = latest_checkpoint(run_dir)
     except CheckpointError as error:
         raise RunError(f"nothing to export: {error}") from error
-    record = _run_record(run_dir)
+    record = read_record(run_dir)
     provenance = {"step": payload["step"], "images_seen": payload["images_seen"],
                   **_provenance(Path(record.get("dataset", "")), record.get("fine_tuned_from"))}
     return generator_file.write(path, payload["G_ema"], config_of(payload), provenance, half)
@@ -506,38 +496,3 @@ def export_for_sharing(run_dir: str | Path, path: str | Path, half: bool = True)
 
 def _provenance(dataset_dir: Path, fine_tuned_from: dict | None) -> dict:
     return {"dataset": dataset_dir.name or None, "fine_tuned_from": fine_tuned_from}
-
-
-def _run_record(run_dir: Path) -> dict:
-    """run.json's contents; empty when it is missing or damaged."""
-    try:
-        recorded = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return recorded if isinstance(recorded, dict) else {}
-
-
-def list_previews(run_dir: Path) -> list[Path]:
-    """The run's preview grids on disk, oldest first: its time-lapse."""
-    return sorted((run_dir / "samples").glob("step-*.png"))
-
-
-def preview_step(path: str | Path) -> int:
-    """The step a preview grid (`samples/step-*.png`) was rendered at, from its name."""
-    return int(Path(path).stem.removeprefix("step-"))
-
-
-def read_log(run_dir: str | Path) -> list[dict]:
-    """The run's StepStats so far (without the rollback rows)."""
-    return step_rows(read_json_lines(Path(run_dir) / "log.jsonl"))
-
-
-def step_rows(rows: list[dict]) -> list[dict]:
-    """The StepStats of log rows, without the rollback rows."""
-    return [row for row in rows if "event" not in row]
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The run's KID measurements so far: step, images_seen, kid, kid_std, fid, n_real, n_fake."""
-    return read_json_lines(Path(run_dir) / "metrics.jsonl")
-

@@ -19,7 +19,8 @@ import torch
 from .config import TrainConfig
 from .finetune import StartingPoint
 from .models import build_generator
-from .run import Budget, Cadence, Pace, Rollback, TrainingRun, list_previews, preview_step, read_log, read_metrics
+from .run import Budget, Cadence, Pace, Rollback, TrainingRun
+from .run_folder import list_previews, preview_step, read_log, read_metrics
 from .trainer import StepStats
 
 IDLE, STARTING, TRAINING, PAUSED, STOPPING, FINISHED, FAILED = (
@@ -40,7 +41,7 @@ class Snapshot:
     config: TrainConfig | None = None
     numerics: str = ""
     history: list[dict] = field(default_factory=list)   # StepStats as dicts, possibly thinned
-    metrics: list[dict] = field(default_factory=list)   # KID measurements (see run.read_metrics)
+    metrics: list[dict] = field(default_factory=list)   # KID measurements (see run_folder.read_metrics)
     measuring: bool = False                              # a KID measurement is under way
     metrics_error: str | None = None                     # why KID could not be measured
     latest: StepStats | None = None

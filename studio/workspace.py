@@ -2,7 +2,7 @@
 
 WORKSPACE/
   datasets/<name>/      ingested paintings (see data.py)
-  checkpoints/<name>/   training runs (see run.py)
+  checkpoints/<name>/   training runs (see run_folder.py)
   exports/              animations and frames made in the Explore tab
 """
 from __future__ import annotations

@@ -49,7 +49,8 @@ from conftest import TINY, draw_shapes
 from studio.checkpoint import list_checkpoints, load_checkpoint, load_generator, step_of
 from studio.config import TrainConfig
 from studio.data import IngestOptions, ingest
-from studio.run import TrainingRun, preview_step, read_log
+from studio.run import TrainingRun
+from studio.run_folder import preview_step, read_log
 
 # ADA moves p at every step (from 0.5, by 4/2000 per step), so a p that does not resume shows.
 CONFIG = TrainConfig(**TINY, augment_p_init=0.5, ada_interval=1, ada_images_to_full=2000)

@@ -22,7 +22,8 @@ from studio.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, GENERATOR_FORM
 from studio.config import TrainConfig
 from studio.latent import seed_to_z, seeds_to_z
 from studio.render import render_seeds
-from studio.run import Budget, Cadence, RunError, TrainingRun, read_log, read_metrics
+from studio.run import Budget, Cadence, RunError, TrainingRun
+from studio.run_folder import read_log, read_metrics
 from studio.trainer import StepStats
 
 REAL_SAVE = torch.save

@@ -15,7 +15,8 @@ from PIL import Image
 
 from conftest import needs_inception
 from studio.checkpoint import latest_checkpoint, list_checkpoints
-from studio.cli import CountProgress, main
+from studio.cli import main
+from studio.cli_common import CountProgress
 
 TINY_TRAIN = ["--res", "32", "--width", "8", "--batch", "4", "--precision", "fp32", "--device", "cpu"]
 

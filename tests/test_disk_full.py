@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import studio.cli as cli
+import studio.cli_training as cli_training
 import studio.files as files
 from conftest import TINY, wait_for
 from kill_loop import temporary_files
@@ -19,7 +19,8 @@ from studio.checkpoint import EXPORT_NAMES, latest_checkpoint, list_checkpoints,
 from studio.cli import main
 from studio.config import TrainConfig
 from studio.files import append_json_lines, read_json_lines
-from studio.run import Budget, Cadence, TrainingRun, read_log
+from studio.run import Budget, Cadence, TrainingRun
+from studio.run_folder import read_log
 from studio.session import FAILED, FINISHED, TRAINING, TrainingSession
 from studio.ui.train_tab import status_line
 
@@ -209,7 +210,7 @@ class RetryAtOnce(Cadence):
 
 def test_the_cli_says_on_stderr_that_training_waits_for_space_and_goes_on(dataset32, tmp_path, monkeypatch,
                                                                           full_disk, capsys):
-    monkeypatch.setattr(cli, "Cadence", RetryAtOnce)
+    monkeypatch.setattr(cli_training, "Cadence", RetryAtOnce)
     run_dir = tmp_path / "run"
     full_disk(EXPORTS, failures=2)                       # the export after the last step
     tiny = ["--res", "32", "--width", "8", "--batch", "4", "--precision", "fp32", "--memory-format", "contiguous",

@@ -21,7 +21,7 @@ from studio import distributed
 from studio.checkpoint import latest_checkpoint, list_checkpoints, step_of
 from studio.cli import main
 from studio.config import TrainConfig
-from studio.run import read_log
+from studio.run_folder import read_log
 from studio.trainer import Trainer
 
 WORLD = 2

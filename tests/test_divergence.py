@@ -17,7 +17,8 @@ from studio.checkpoint import CheckpointError, export_generator, latest_checkpoi
 from studio.cli import main
 from studio.config import TrainConfig
 from studio.files import read_json_lines
-from studio.run import MAX_ROLLBACKS, Budget, Cadence, Diverged, TrainingRun, preview_step, read_log
+from studio.run import MAX_ROLLBACKS, Budget, Cadence, Diverged, TrainingRun
+from studio.run_folder import preview_step, read_log
 from studio.session import FINISHED, TrainingSession
 from studio.trainer import Trainer
 

@@ -10,7 +10,8 @@ from studio.checkpoint import latest_checkpoint, load_generator
 from studio.cli import main
 from studio.finetune import starting_point
 from studio.latent import seeds_to_z
-from studio.run import Budget, TrainingRun, export_for_sharing, read_log
+from studio.run import Budget, TrainingRun, export_for_sharing
+from studio.run_folder import read_log
 
 SEEDS = list(range(8))
 HOW = dict(batch_size=4, device="cpu", precision="fp32", memory_format="contiguous")   # TINY's, besides the shape

@@ -12,8 +12,7 @@ from safetensors.torch import save as save_tensors
 
 from conftest import TINY
 from studio import generator_file
-from studio.checkpoint import (GENERATOR_FORMAT, CheckpointError, export_generator, generator_source, load_generator,
-                               read_export)
+from studio.checkpoint import GENERATOR_FORMAT, CheckpointError, export_generator, generator_source, load_generator
 from studio.cli import main
 from studio.config import TrainConfig
 from studio.latent import seeds_to_z

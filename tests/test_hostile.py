@@ -27,7 +27,7 @@ from PIL import Image
 from studio import formats, sources
 from studio.ui.dataset_tab import DatasetTab
 from studio.workspace import Workspace
-from test_data import (BLUE, GREEN, RED, encode, gif_two_frames, jpeg_rotated, noise, palette_png_with_transparency,
+from test_data import (BLUE, RED, encode, gif_two_frames, jpeg_rotated, noise, palette_png_with_transparency,
                        png_bomb, png_chunk, solid)
 
 RES = 64                 # the smallest stored size the Dataset tab offers; "too small" means under 32 px

@@ -15,7 +15,8 @@ import pytest
 import studio.run as run_module
 from conftest import FAST_CADENCE, wait_for
 from studio.files import append_json_lines, remove_partials
-from studio.run import Budget, Cadence, TrainingRun, preview_step, read_log
+from studio.run import Budget, Cadence, TrainingRun
+from studio.run_folder import preview_step, read_log
 from studio.session import FINISHED, TrainingSession
 
 KILL_LOOP = Path(__file__).with_name("kill_loop.py")

@@ -32,7 +32,8 @@ from studio.explore import EXPORT_SIZE, match_paintings
 from studio.files import append_json_lines, rewrite_json_lines
 from studio.followed import FollowedRun
 from studio.latent import Recipe
-from studio.run import Budget, read_metrics
+from studio.run import Budget
+from studio.run_folder import read_metrics
 from studio.session import FAILED, FINISHED, IDLE, PAUSED, TRAINING, Snapshot, TrainingSession
 from studio.trainer import StepStats
 from studio.ui.dataset_tab import DatasetTab

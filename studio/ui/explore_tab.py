@@ -18,7 +18,8 @@ from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, expo
                        still_name)
 from ..latent import EASINGS, MODES, SEED_LIMIT, Keyframe, Recipe, Walk, even_walk
 from ..metrics import MetricsUnavailable
-from ..run import RunError, preview_step, recorded_dataset
+from ..run import RunError, recorded_dataset
+from ..run_folder import preview_step
 from ..session import TrainingSession
 from ..workspace import Workspace
 from .explore_panels import BlendPanel, BreedPanel, ProjectPanel

@@ -29,7 +29,8 @@ from ..followed import FollowedRun
 from ..metrics import MetricsUnavailable, inception_path
 from ..packaged import WeightsUnavailable
 from ..render import to_pil_images
-from ..run import PREVIEW_SEEDS, Budget, default_kid_minutes, preview_step
+from ..run import Budget, default_kid_minutes
+from ..run_folder import PREVIEW_SEEDS, preview_step
 from ..session import ACTIVE_STATES, FAILED, FINISHED, IDLE, PAUSED, STARTING, STOPPING, TRAINING, \
     SessionBusy, Snapshot, TrainingSession
 from ..workspace import Workspace, folder_name, run_step
