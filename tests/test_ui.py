@@ -36,7 +36,8 @@ from studio.run import Budget, read_metrics
 from studio.session import FAILED, FINISHED, IDLE, PAUSED, TRAINING, Snapshot, TrainingSession
 from studio.trainer import StepStats
 from studio.ui.dataset_tab import DatasetTab
-from studio.ui.explore_tab import DIRECTIONS_SHOWN, LIVE, TIMING_HEADERS, ExploreTab
+from studio.ui.explore_directions import DIRECTIONS_SHOWN
+from studio.ui.explore_tab import LIVE, TIMING_HEADERS, ExploreTab
 from studio.ui.train_tab import HERE, PLOT_POINTS, PLOT_SECONDS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, \
     status_line
 from studio.workspace import Workspace, folder_name
@@ -374,33 +375,33 @@ def test_explore_shows_samples_by_seed_and_selects_one_to_explore(explore):
 
 
 def test_a_slider_moves_the_selected_sample_and_back(explore):
-    current, before = explore.move("tiny", 5, *[0.0] * DIRECTIONS_SHOWN)
-    moved_recipe, moved = explore.move("tiny", current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))
+    current, before = explore.directions.move("tiny", 5, *[0.0] * DIRECTIONS_SHOWN)
+    moved_recipe, moved = explore.directions.move("tiny", current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))
     assert moved_recipe == {"seed": 5, "offsets": {"0": 2.0}}
     assert np.abs(pixels(moved) - pixels(before)).mean() > 1
-    back_recipe, back = explore.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
+    back_recipe, back = explore.directions.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
     assert back_recipe == 5 and np.array_equal(np.asarray(back), np.asarray(before))
     still = explore.still("tiny", moved_recipe)
     shown_larger = moved.resize((EXPORT_SIZE, EXPORT_SIZE), Image.LANCZOS)
     assert np.array_equal(np.asarray(Image.open(still).convert("RGB")), np.asarray(shown_larger))   # with its recipe
     assert json.loads(Image.open(still).text["gan-art-studio"])["recipe"] == moved_recipe
-    recipe, image, *amounts = explore.randomise("tiny", current)
+    recipe, image, *amounts = explore.directions.randomise("tiny", current)
     assert any(amounts) and all(-3 <= a <= 3 for a in amounts)
-    assert explore.reset("tiny", recipe)[0] == 5
+    assert explore.directions.reset("tiny", recipe)[0] == 5
 
 
 def test_directions_are_named_and_hidden_for_the_run(explore, workspace):
-    pick, *sliders = explore.rename("tiny", 1, "warmer")
+    pick, *sliders = explore.directions.rename("tiny", 1, "warmer")
     assert sliders[1].label == "warmer" and ("warmer", 1) in pick.choices
     assert json.loads((workspace.run_dir("tiny") / "directions.json").read_text())["names"] == {"1": "warmer"}
-    pick, *rest = explore.hide(True, "tiny", 3, {"seed": 5, "offsets": {"3": 1.0, "0": 1.0}})
+    pick, *rest = explore.directions.hide(True, "tiny", 3, {"seed": 5, "offsets": {"3": 1.0, "0": 1.0}})
     slots, current = rest[:DIRECTIONS_SHOWN], rest[DIRECTIONS_SHOWN]
     assert not slots[3].visible and slots[2].visible
     assert current == {"seed": 5, "offsets": {"0": 1.0}}          # a hidden direction no longer moves the sample
     assert explore.show("tiny", [0], None, [], 1.0)[-DIRECTIONS_SHOWN + 3].visible is False   # and stays hidden
-    pick, *rest = explore.hide(False, "tiny", 3, None)
+    pick, *rest = explore.directions.hide(False, "tiny", 3, None)
     assert all(slot.visible for slot in rest[:DIRECTIONS_SHOWN])
-    assert explore.name_of("tiny", 1) == "warmer"
+    assert explore.directions.name_of("tiny", 1) == "warmer"
 
 
 def test_keyframes_from_the_gallery_a_typed_seed_and_the_sliders_make_a_timed_walk(explore, workspace):
@@ -468,11 +469,11 @@ def test_sliders_beyond_a_generators_directions_are_hidden_and_ignored(workspace
     shown = tab.show(small_z, [0], None, [], 1.0)
     assert [slot.visible for slot in shown[-DIRECTIONS_SHOWN:]] == [True] * 8 + [False] * 2
     assert [value for _, value in shown[-DIRECTIONS_SHOWN - 1].choices] == list(range(8))
-    recipe, image = tab.move(small_z, 0, *[1.0] * DIRECTIONS_SHOWN)
+    recipe, image = tab.directions.move(small_z, 0, *[1.0] * DIRECTIONS_SHOWN)
     assert sorted(Recipe.from_json(recipe).offsets) == [(i, 1.0) for i in range(8)]
-    recipe, image, *amounts = tab.randomise(small_z, 0)
+    recipe, image, *amounts = tab.directions.randomise(small_z, 0)
     assert len(amounts) == DIRECTIONS_SHOWN and amounts[8:] == [0.0, 0.0]
-    assert tab.reset(small_z, recipe)[0] == 0
+    assert tab.directions.reset(small_z, recipe)[0] == 0
 
 
 @needs_inception
@@ -510,7 +511,7 @@ def test_the_run_training_now_can_be_explored_with_its_directions(workspace, ses
     tab = ExploreTab(workspace, session)
     gallery, status, keyframes, current, selected, *_ = tab.show(LIVE, [0, 1], None, [], 1.0)
     assert len(gallery) == 2 and status.startswith("**shapes-32px-live**")
-    recipe, moved = tab.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))    # (3 steps in, still grey)
+    recipe, moved = tab.directions.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))  # (3 steps in, still grey)
     assert recipe == {"seed": 0, "offsets": {"0": 2.0}} and moved.size == selected.size == (32, 32)
     assert tab.model_of(LIVE) is tab.model_of(LIVE)          # one preview's weights and directions, opened once
 

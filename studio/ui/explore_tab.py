@@ -1,7 +1,8 @@
-"""Explore tab: browse a model's samples, move the selected one along the generator's main
-directions, check samples for copies of the training paintings, collect keyframes (from the
-gallery, a typed seed, the sliders, a projected painting or a bred child), time the walk between
-them and export it. Projection, breeding and blending are laid out by explore_panels.py."""
+"""Explore tab: browse a model's samples, select one, check samples for copies of the training
+paintings, collect keyframes (from the gallery, a typed seed, the sliders, a projected painting or
+a bred child), time the walk between them and export it. The directions the selected sample moves
+along are laid out by explore_directions.py; projection, breeding and blending by
+explore_panels.py."""
 from __future__ import annotations
 
 import functools
@@ -12,21 +13,19 @@ import gradio as gr
 
 from ..checkpoint import CheckpointError
 from ..data import DatasetError
-from ..directions import DirectionLabels, read_labels, write_labels
-from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, export_name, export_still, export_walk,
-                       live_model, nearest_paintings, open_model, preview_walk, render_images, seamless_loop,
-                       still_name)
+from ..directions import DirectionLabels, read_labels
+from ..explore import (EXPORT_SIZE, Model, export_name, export_still, export_walk, live_model, nearest_paintings,
+                       open_model, preview_walk, render_images, seamless_loop, still_name)
 from ..latent import EASINGS, MODES, SEED_LIMIT, Keyframe, Recipe, Walk, even_walk
 from ..metrics import MetricsUnavailable
 from ..run import RunError, preview_step, recorded_dataset
 from ..session import TrainingSession
 from ..workspace import Workspace
+from .explore_directions import DirectionsPanel
 from .explore_panels import BlendPanel, BreedPanel, ProjectPanel
 
 LIVE = ":live"        # the dropdown's value for the session's run; ':' is never in a folder name
 SEEDS_SHOWN = 16
-DIRECTIONS_SHOWN = 10
-SLIDER_SIGMA = 3.0
 SELECTED_PX = 256     # the selected sample's box; a smaller picture is sent and scaled up by the page
 EXPORT_BUTTONS = {"gif": "GIF", "mp4": "MP4", "zip": "frames (zip)", "png": "contact sheet"}   # by format
 TIMING_HEADERS = ["#", "keyframe", "frames to next", "hold", "easing"]
@@ -43,6 +42,7 @@ class ExploreTab:
         self.workspace = workspace
         self.session = session
         self._live: tuple[tuple, Model] | None = None    # the live run's newest preview, opened
+        self.directions = DirectionsPanel(self)
         self.projecting, self.breeding, self.blending = ProjectPanel(self), BreedPanel(self), BlendPanel(self)
 
     # ------------------------------------------------------------------ layout
@@ -72,32 +72,7 @@ class ExploreTab:
                         randomise = gr.Button("Randomise", elem_id="explore-randomise", size="sm")
                         reset = gr.Button("Reset all", elem_id="explore-reset", size="sm")
                         still = gr.Button("Save still", elem_id="explore-export-still", size="sm")
-                with gr.Column(scale=5, elem_id="explore-directions"):
-                    gr.Markdown(f"**Directions** — the generator's main ways to change a sample, strongest first, "
-                                f"in standard deviations of z. Each strip shows the sample at "
-                                f"{', '.join(f'{a:+g}' for a in STRIP_OFFSETS)} along it.",
-                                elem_id="explore-directions-note")
-                    slots, sliders, strips = [], [], []
-                    for row in range(DIRECTIONS_SHOWN // 2):
-                        with gr.Row(equal_height=True):
-                            for index in (2 * row, 2 * row + 1):
-                                with gr.Column(min_width=300) as slot, gr.Row(equal_height=True):
-                                    sliders.append(gr.Slider(-SLIDER_SIGMA, SLIDER_SIGMA, value=0.0, step=0.1,
-                                                             label=f"direction {index}", scale=3, min_width=150,
-                                                             elem_id=f"explore-direction-{index}"))
-                                    strips.append(gr.Image(show_label=False, type="pil", format="png", height=72,
-                                                           interactive=False, buttons=[], scale=2, min_width=120,
-                                                           elem_id=f"explore-strip-{index}"))
-                                slots.append(slot)
-                    with gr.Accordion("Name or hide directions", open=False, elem_id="explore-naming"):
-                        with gr.Row(equal_height=True):
-                            pick = gr.Dropdown(choices=_direction_choices(DirectionLabels()), value=0,
-                                               label="Direction", elem_id="explore-direction-pick", scale=1)
-                            name = gr.Textbox(label="Name", placeholder="e.g. warmer", elem_id="explore-direction-name",
-                                              scale=2)
-                            rename = gr.Button("Save name", elem_id="explore-rename", size="sm", scale=0)
-                            hide = gr.Button("Hide", elem_id="explore-hide", size="sm", scale=0)
-                            show_all = gr.Button("Show all", elem_id="explore-show-all", size="sm", scale=0)
+                self.directions.layout()
             with gr.Row(equal_height=True):
                 copies_note = gr.Markdown(COPIES_HINT, elem_id="explore-copies-note")
                 check = gr.Button("Check for copies", elem_id="explore-check-copies", scale=0, min_width=140)
@@ -141,8 +116,10 @@ class ExploreTab:
             current = gr.State(None)                       # the selected sample's recipe, as JSON
             keyframes = gr.State([])                       # recipes, as JSON, in order
 
-        panel = [current, selected, *sliders, *strips]
+        directions = self.directions
+        panel = [current, selected, *directions.sliders, *directions.strips]
         views = [gallery, status, keyframe_view, *panel]
+        naming = [directions.pick, *directions.slots]
         spread = [keyframes, frames, mode, easing, hold, fps]
         walk = [model, keyframes, timing, mode, fps]
         forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
@@ -151,26 +128,15 @@ class ExploreTab:
         self.breeding.wire(model, current, panel)
         self.blending.wire(model)
         # New samples make an earlier check for copies mislead: clear it.
-        model.change(self.switch, [model, seeds, psi], [*views, pick, *slots, keyframes, timing, walk_note],
+        model.change(self.switch, [model, seeds, psi], [*views, *naming, keyframes, timing, walk_note],
                      api_name="explore_show").then(**forget, api_name="explore_show_forget_copies")
-        psi.release(self.show, [model, seeds, current, keyframes, psi], [*views, pick, *slots],
+        psi.release(self.show, [model, seeds, current, keyframes, psi], [*views, *naming],
                     api_name="explore_psi").then(**forget, api_name="explore_psi_forget_copies")
-        new.click(self.new_seeds, [model, current, keyframes, psi], [seeds, *views, pick, *slots],
+        new.click(self.new_seeds, [model, current, keyframes, psi], [seeds, *views, *naming],
                   api_name="explore_new_seeds").then(**forget, api_name="explore_new_seeds_forget_copies")
         gallery.select(self.select, [model, seeds, psi], panel, api_name="explore_select")
         seed.submit(self.type_seed, [model, seed, psi], panel, api_name="explore_seed")
-        for index, slider in enumerate(sliders):
-            # While a slider is dragged, only the newest position is rendered; no spinner over the picture.
-            slider.input(self.move, [model, current, *sliders], [current, selected], api_name=f"explore_move_{index}",
-                         trigger_mode="always_last", show_progress="hidden", queue=False)
-        randomise.click(self.randomise, [model, current], [current, selected, *sliders], api_name="explore_randomise")
-        reset.click(self.reset, [model, current], [current, selected, *sliders], api_name="explore_reset")
-        rename.click(self.rename, [model, pick, name], [pick, *sliders], api_name="explore_rename")
-        hide.click(functools.partial(self.hide, True), [model, pick, current], [pick, *slots, current, selected, *sliders],
-                   api_name="explore_hide")
-        show_all.click(functools.partial(self.hide, False), [model, pick, current],
-                       [pick, *slots, current, selected, *sliders], api_name="explore_show_all")
-        pick.change(self.name_of, [model, pick], name, api_name="explore_name_of")
+        directions.wire(model, current, selected, randomise, reset)
         check.click(self.check_copies, [model, seeds, psi], [nearest, copies_note], api_name="check_copies")
         add.click(self.add_keyframe, [model, current, *spread], [keyframes, keyframe_view, timing, walk_note],
                   api_name="explore_add_keyframe")
@@ -212,7 +178,7 @@ class ExploreTab:
         if model is None:
             message = NOTHING_YET if choice != LIVE else \
                 "The current run has no samples yet: they appear after its first preview, in a few seconds."
-            return [], message, [], *self._panel(None, None, labels), *_naming(labels, DIRECTIONS_SHOWN)
+            return [], message, [], *self._panel(None, None, labels), *self.directions.naming(None, labels)
         recipe = Recipe.from_json(current) if current is not None else Recipe(seed=seeds[0])
         recipe = recipe.truncated(psi)
         samples = [Recipe(seed=s, psi=psi) for s in seeds]
@@ -220,7 +186,7 @@ class ExploreTab:
                   f"it, move it along the directions, and add keyframes for a walk.")
         gallery = list(zip(render_images(model, samples), (f"seed {s}" for s in seeds)))
         return (gallery, status, _keyframe_view(model, keyframes), *self._panel(model, recipe, labels),
-                *_naming(labels, _slider_count(model)))
+                *self.directions.naming(model, labels))
 
     def switch(self, choice: str | None, seeds: list[int], psi: float):
         """Another model: its samples, the first one selected, and no keyframes (a walk, and a
@@ -247,78 +213,12 @@ class ExploreTab:
             raise gr.Error(f"Type a seed: a whole number from 0 to {SEED_LIMIT - 1}.") from None
         return self._panel(self.model_of(choice), recipe, self.labels_of(choice))
 
-    # ------------------------------------------------------------------ directions
-    def move(self, choice: str | None, current: dict | int | None, *amounts: float):
-        """The selected sample with every slider where it is now (the fast path of a slider move).
-        Sliders past the model's directions (hidden for a small z) do not count."""
-        model = self.model_of(choice)
-        if model is None or current is None:
-            raise gr.Error("Pick a model and click a sample first.")
-        recipe = Recipe.from_json(current).moved(dict(enumerate(amounts[:model.direction_count])))
-        return recipe.to_json(), render_images(model, [recipe])[0]
-
-    def randomise(self, choice: str | None, current):
-        """Every shown direction at a random place, as likely as a sample's own position along it."""
-        hidden = self.labels_of(choice).hidden
-        amounts = [0.0 if i in hidden else round(max(-SLIDER_SIGMA, min(SLIDER_SIGMA, random.gauss(0, 1))), 1)
-                   for i in range(self._slider_count(choice))]
-        return self._moved_to(choice, current, amounts)
-
-    def reset(self, choice: str | None, current):
-        return self._moved_to(choice, current, [])
-
-    def _moved_to(self, choice, current, amounts: list[float]):
-        """The sample moved to `amounts` (one per direction, from 0), and every slider set to match."""
-        recipe, image = self.move(choice, current, *amounts)
-        return recipe, image, *amounts, *[0.0] * (DIRECTIONS_SHOWN - len(amounts))
-
-    def _slider_count(self, choice: str | None) -> int:
-        return _slider_count(self.model_of(choice))
-
-    def rename(self, choice: str | None, index: int, name: str):
-        labels = self.labels_of(choice).renamed(int(index), name or "")
-        write_labels(self._run_dir_or_refuse(choice), labels)
-        return gr.Dropdown(choices=_direction_choices(labels, self._slider_count(choice)), value=int(index)), \
-            *(gr.Slider(label=labels.name(i)) for i in range(DIRECTIONS_SHOWN))
-
-    def hide(self, hiding: bool, choice: str | None, index: int, current):
-        """Hide the picked direction (its slider back at 0), or show them all again."""
-        labels = self.labels_of(choice)
-        labels = labels.hiding(int(index)) if hiding else DirectionLabels(labels.names)
-        write_labels(self._run_dir_or_refuse(choice), labels)
-        count = self._slider_count(choice)
-        pick = gr.Dropdown(choices=_direction_choices(labels, count), value=int(index))
-        slots = _slots(labels, count)
-        if current is None:
-            return pick, *slots, None, None, *(gr.Slider() for _ in range(DIRECTIONS_SHOWN))
-        offsets = dict(Recipe.from_json(current).offsets)
-        amounts = [0.0 if i in labels.hidden else offsets.get(i, 0.0) for i in range(count)]
-        return pick, *slots, *self._moved_to(choice, current, amounts)
-
-    def name_of(self, choice: str | None, index: int | None) -> str:
-        return self.labels_of(choice).names.get(int(index), "") if index is not None else ""
-
     def _panel(self, model: Model | None, recipe: Recipe | None, labels: DirectionLabels) -> list:
-        """The selected sample (its recipe and picture), each slider at its offset and named, and
+        """The selected sample (its recipe and picture), then each slider at its offset and named, and
         each direction's preview strip."""
         if model is None or recipe is None:
-            return [None, None, *(gr.Slider(value=0.0) for _ in range(DIRECTIONS_SHOWN)),
-                    *([None] * DIRECTIONS_SHOWN)]
-        offsets = dict(recipe.offsets)
-        shown = list(range(_slider_count(model)))
-        return [recipe.to_json(), render_images(model, [recipe])[0],
-                *(gr.Slider(value=offsets.get(i, 0.0), label=labels.name(i)) for i in range(DIRECTIONS_SHOWN)),
-                *direction_strips(model, recipe, shown), *([None] * (DIRECTIONS_SHOWN - len(shown)))]
-
-    def labels_of(self, choice: str | None) -> DirectionLabels:
-        run_dir = self._run_dir(choice) if choice else None
-        return read_labels(run_dir) if run_dir else DirectionLabels()
-
-    def _run_dir_or_refuse(self, choice: str | None) -> Path:
-        run_dir = self._run_dir(choice) if choice else None
-        if run_dir is None:
-            raise gr.Error("Pick a model first: names are kept with its run.")
-        return run_dir
+            return [None, None, *self.directions.at_rest()]
+        return [recipe.to_json(), render_images(model, [recipe])[0], *self.directions.at(model, recipe, labels)]
 
     # ------------------------------------------------------------------ copies
     def check_copies(self, choice: str | None, seeds: list[int], psi: float, progress=gr.Progress()):
@@ -332,7 +232,7 @@ class ExploreTab:
             progress((done, total), desc="Reading the paintings (once per dataset)", unit="paintings")
         try:
             found = nearest_paintings(model, [Recipe(seed=s, psi=psi) for s in seeds],
-                                      recorded_dataset(self._run_dir(choice)), progress=report)
+                                      recorded_dataset(self.run_dir(choice)), progress=report)
         except (MetricsUnavailable, RunError, DatasetError) as error:
             return [], f"Cannot check for copies: {error}"
         pairs = [item for seed, (sample, painting, distance) in zip(seeds, found.pairs)
@@ -425,8 +325,12 @@ class ExploreTab:
             raise gr.Error(f"Cannot use that timing: {error}") from None
 
     # ------------------------------------------------------------------ models
-    def _run_dir(self, choice: str) -> Path | None:
+    def run_dir(self, choice: str) -> Path | None:
         return self.session.snapshot().run_dir if choice == LIVE else self.workspace.run_dir(choice)
+
+    def labels_of(self, choice: str | None) -> DirectionLabels:
+        run_dir = self.run_dir(choice) if choice else None
+        return read_labels(run_dir) if run_dir else DirectionLabels()
 
     def model_of(self, choice: str | None) -> Model | None:
         if choice == LIVE:
@@ -448,24 +352,6 @@ class ExploreTab:
             return open_model(self.workspace.run_dir(choice))
         except (CheckpointError, FileNotFoundError) as error:
             raise gr.Error(f"Cannot open {choice}: {error}") from None
-
-
-def _slider_count(model: Model | None) -> int:
-    """How many sliders have a direction to move along: a generator with a small z has fewer."""
-    return min(DIRECTIONS_SHOWN, model.direction_count) if model else DIRECTIONS_SHOWN
-
-
-def _naming(labels: DirectionLabels, count: int) -> list:
-    """The naming dropdown's choices and each slider's slot, shown or hidden."""
-    return [gr.Dropdown(choices=_direction_choices(labels, count)), *_slots(labels, count)]
-
-
-def _slots(labels: DirectionLabels, count: int) -> list:
-    return [gr.Column(visible=i < count and i not in labels.hidden) for i in range(DIRECTIONS_SHOWN)]
-
-
-def _direction_choices(labels: DirectionLabels, count: int = DIRECTIONS_SHOWN) -> list[tuple[str, int]]:
-    return [(labels.name(i) + (" (hidden)" if i in labels.hidden else ""), i) for i in range(count)]
 
 
 def _keyframe_view(model: Model | None, keyframes: list) -> list[tuple]:
