@@ -37,7 +37,8 @@ from studio.session import FAILED, FINISHED, IDLE, PAUSED, TRAINING, Snapshot, T
 from studio.trainer import StepStats
 from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_directions import DIRECTIONS_SHOWN
-from studio.ui.explore_tab import LIVE, TIMING_HEADERS, ExploreTab
+from studio.ui.explore_tab import LIVE, ExploreTab
+from studio.ui.explore_walk import TIMING_HEADERS
 from studio.ui.train_tab import HERE, PLOT_POINTS, PLOT_SECONDS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, \
     status_line
 from studio.workspace import Workspace, folder_name
@@ -381,7 +382,7 @@ def test_a_slider_moves_the_selected_sample_and_back(explore):
     assert np.abs(pixels(moved) - pixels(before)).mean() > 1
     back_recipe, back = explore.directions.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
     assert back_recipe == 5 and np.array_equal(np.asarray(back), np.asarray(before))
-    still = explore.still("tiny", moved_recipe)
+    still = explore.walk.still("tiny", moved_recipe)
     shown_larger = moved.resize((EXPORT_SIZE, EXPORT_SIZE), Image.LANCZOS)
     assert np.array_equal(np.asarray(Image.open(still).convert("RGB")), np.asarray(shown_larger))   # with its recipe
     assert json.loads(Image.open(still).text["gan-art-studio"])["recipe"] == moved_recipe
@@ -406,40 +407,41 @@ def test_directions_are_named_and_hidden_for_the_run(explore, workspace):
 
 def test_keyframes_from_the_gallery_a_typed_seed_and_the_sliders_make_a_timed_walk(explore, workspace):
     timing_settings = dict(frames=12, mode="loop", easing="ease-in-out", hold=0, fps=10)
-    keyframes, view, timing, note = explore.add_keyframe("tiny", 3, [], **timing_settings)
+    keyframes, view, timing, note = explore.walk.add_keyframe("tiny", 3, [], **timing_settings)
     assert note.startswith("Add one more keyframe")
-    keyframes, view, timing, note = explore.add_keyframe("tiny", {"seed": 11}, keyframes, **timing_settings)
-    keyframes, view, timing, note = explore.add_keyframe("tiny", {"seed": 3, "offsets": {"0": 2.0}}, keyframes,
+    keyframes, view, timing, note = explore.walk.add_keyframe("tiny", {"seed": 11}, keyframes, **timing_settings)
+    keyframes, view, timing, note = explore.walk.add_keyframe("tiny", {"seed": 3, "offsets": {"0": 2.0}}, keyframes,
                                                          **timing_settings)
     assert [caption for _, caption in view] == ["#1 · seed 3", "#2 · seed 11", "#3 · seed 3 · 1 move"]
     assert [row[2] for row in timing] == [4, 4, 4] and "12 frames, 1.2 s at 10 fps · loop" in note
     timing[0][3], timing[1][2], timing[2][4] = 2, 6, "linear"        # hold the first, a longer second move
-    assert "16 frames" in explore.describe(keyframes, timing, "loop", 10)
+    assert "16 frames" in explore.walk.describe(keyframes, timing, "loop", 10)
 
-    gif = explore.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    gif = explore.walk.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     frames = iio.imread(gif, index=None)
     assert frames.shape[:3] == (14, 256, 256)              # the hold is one frame, shown three times as long
     assert gif_durations(gif)[:2] == [300, 100] and sum(gif_durations(gif)) == 16 * 100
     assert np.abs(frames[0].astype(float) - frames[8].astype(float)).mean() > 1   # it moves
     sidecar = json.loads(Path(gif).with_suffix(".json").read_text())
     assert [key["recipe"] for key in sidecar["walk"]["keyframes"]] == [3, 11, {"seed": 3, "offsets": {"0": 2.0}}]
-    assert explore.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress) == gif  # reused
-    mp4 = explore.export("mp4", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    assert explore.walk.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress) == gif  # reused
+    mp4 = explore.walk.export("mp4", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     assert mp4.endswith(".mp4") and len(iio.imread(mp4, index=None, plugin="FFMPEG")) == 16
-    sheet = explore.export("png", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    sheet = explore.walk.export("png", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     assert Image.open(sheet).size[0] > 3 * 128
-    preview = explore.preview("tiny", keyframes, timing, "loop", 10)
+    preview = explore.walk.preview("tiny", keyframes, timing, "loop", 10)
     assert iio.imread(preview, index=None).shape[1:3] == (128, 128)               # at half the size
     assert sum(gif_durations(preview)) == 16 * 100 and len(gif_durations(preview)) < 14   # as long, fewer frames
     with pytest.raises(gr.Error, match="at least two"):
-        explore.export("zip", "tiny", keyframes[:1], timing[:1], "loop", 10, progress=no_progress)
+        explore.walk.export("zip", "tiny", keyframes[:1], timing[:1], "loop", 10, progress=no_progress)
 
 
 def test_a_seamless_loop_goes_round_the_selected_sample(explore):
-    keyframes, view, timing, note, mode = explore.seamless_loop("tiny", {"seed": 4, "psi": 0.9}, 24, "linear", 0, 12)
+    keyframes, view, timing, note, mode = explore.walk.seamless_loop("tiny", {"seed": 4, "psi": 0.9}, 24, "linear",
+                                                                     0, 12)
     assert mode == "loop" and len(keyframes) == 6 and keyframes[0] == {"seed": 4, "psi": 0.9}
     assert all("z" in key for key in keyframes[1:]) and sum(row[2] for row in timing) == 24
-    zip_path = explore.export("zip", "tiny", keyframes, timing, "loop", 12, progress=no_progress)
+    zip_path = explore.walk.export("zip", "tiny", keyframes, timing, "loop", 12, progress=no_progress)
     frames = read_frames_zip(zip_path)
     assert len(frames) == 24 and not np.array_equal(frames[0], frames[-1])
 
@@ -447,13 +449,13 @@ def test_a_seamless_loop_goes_round_the_selected_sample(explore):
 def test_the_last_keyframe_of_a_walk_that_does_not_loop_has_no_frames_to_next(explore):
     keyframes = [3, 11, 5]
     for mode, moves in (("once", [6, 5]), ("ping-pong", [3, 3])):
-        timing, note = explore.respread(keyframes, 12, mode, "linear", 0, 10)
+        timing, note = explore.walk.respread(keyframes, 12, mode, "linear", 0, 10)
         assert [row[2] for row in timing] == [*moves, None]         # blank: there is no next keyframe
         timing[-1][2] = 99                                          # typed into anyway: it changes nothing
         table = pd.DataFrame(timing, columns=TIMING_HEADERS)        # as gradio hands the table back
-        assert explore.describe(keyframes, table, mode, 10) == explore.describe(keyframes, timing, mode, 10)
-        assert "12 frames" in explore.describe(keyframes, table, mode, 10)
-    timing, note = explore.respread(keyframes, 12, "loop", "linear", 0, 10)
+        assert explore.walk.describe(keyframes, table, mode, 10) == explore.walk.describe(keyframes, timing, mode, 10)
+        assert "12 frames" in explore.walk.describe(keyframes, table, mode, 10)
+    timing, note = explore.walk.respread(keyframes, 12, "loop", "linear", 0, 10)
     assert [row[2] for row in timing] == [4, 4, 4]
 
 
