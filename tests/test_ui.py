@@ -375,6 +375,21 @@ def test_explore_shows_samples_by_seed_and_selects_one_to_explore(explore):
     assert explore.type_seed("tiny", 42, 0.5)[0] == {"seed": 42, "psi": 0.5}
 
 
+def shown_after(update: gr.Dropdown, shown: str | None) -> str | None:
+    """What a dropdown shows once `update` reaches the page: the value it sends, or else the one
+    the page showed (gradio sends only the properties a handler set)."""
+    return update.constructor_args.get("value", shown)
+
+
+def test_a_model_picked_while_the_tab_refreshes_stays_picked(explore, workspace, tiny_run_dir):
+    shutil.copytree(tiny_run_dir, workspace.run_dir("other"))
+    answer = explore.refresh("tiny")          # asked for as the tab opened, with tiny shown...
+    assert shown_after(answer, "other") == "other"     # ...and back after the artist picked another
+    assert sorted(value for _, value in answer.choices) == ["other", "tiny"]    # the list is new all the same
+    shutil.rmtree(workspace.run_dir("other"))
+    assert shown_after(explore.refresh("other"), "other") == "tiny"     # a model gone is replaced
+
+
 def test_a_slider_moves_the_selected_sample_and_back(explore):
     current, before = explore.directions.move("tiny", 5, *[0.0] * DIRECTIONS_SHOWN)
     moved_recipe, moved = explore.directions.move("tiny", current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))

@@ -105,16 +105,18 @@ class ExploreTab:
 
     # ------------------------------------------------------------------ samples
     def refresh(self, current: str | None):
-        """The model list as it is now; by default the live run once it has samples, else the
-        newest saved run."""
+        """The model list as it is now. While `current` is still in it, the dropdown's value is
+        left as the page has it: `current` is the value from when the refresh was asked for, and
+        the artist may have picked another model since, which sending `current` back would undo.
+        Otherwise the live run is picked once it has samples, else the newest saved run."""
         snap = self.session.snapshot()
         choices = [(f"Current training run ({snap.run_dir.name})", LIVE)] if snap.run_dir else []
         choices += [(name, name) for name in self.workspace.run_names()]
         values = [value for _, value in choices]
-        if current not in values:
-            live_ready = snap.samples is not None
-            current = LIVE if live_ready else next((v for v in values if v != LIVE), None)
-        return gr.Dropdown(choices=choices, value=current)
+        if current in values:
+            return gr.Dropdown(choices=choices)
+        live_ready = snap.samples is not None
+        return gr.Dropdown(choices=choices, value=LIVE if live_ready else next((v for v in values if v != LIVE), None))
 
     def show(self, choice: str | None, seeds: list[int], current: dict | int | None, keyframes: list, psi: float):
         """Samples, status line, keyframes and the selected sample (the one picked before, at this
