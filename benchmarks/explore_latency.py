@@ -61,7 +61,8 @@ def main() -> None:
         from studio.run import Budget
         from studio.session import FAILED, TrainingSession
         from studio.ui.app import build_app, launch_options
-        from studio.ui.explore_tab import DIRECTIONS_SHOWN, ExploreTab
+        from studio.ui.explore_directions import DIRECTIONS_SHOWN
+        from studio.ui.explore_tab import ExploreTab
         from studio.workspace import Workspace
 
         run = args.run.name
@@ -92,7 +93,7 @@ def main() -> None:
             for move in range(args.moves):
                 amounts[move % 4] = (-1) ** move * (1 + move % 3)
                 start = time.perf_counter()
-                tab.move(run, 42, *amounts)
+                tab.directions.move(run, 42, *amounts)
                 engine.append(time.perf_counter() - start)
             model = open_model(workspace / "checkpoints" / run)
             walk = even_walk([Recipe(seed=s) for s in (3, 17, 42)], GIF_FRAMES, mode="loop", easing="ease-in-out")

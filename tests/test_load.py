@@ -14,7 +14,7 @@ from conftest import STUDIO_TINY, wait_for
 from studio.config import TrainConfig
 from studio.run import Budget
 from studio.session import TRAINING
-from studio.ui.explore_tab import DIRECTIONS_SHOWN
+from studio.ui.explore_directions import DIRECTIONS_SHOWN
 
 WALK = dict(frames=8, mode="loop", easing="linear", hold=0, fps=8)
 

@@ -37,7 +37,9 @@ from studio.run_folder import read_metrics
 from studio.session import FAILED, FINISHED, IDLE, PAUSED, TRAINING, Snapshot, TrainingSession
 from studio.trainer import StepStats
 from studio.ui.dataset_tab import DatasetTab
-from studio.ui.explore_tab import DIRECTIONS_SHOWN, LIVE, TIMING_HEADERS, ExploreTab
+from studio.ui.explore_directions import DIRECTIONS_SHOWN
+from studio.ui.explore_tab import LIVE, ExploreTab
+from studio.ui.explore_walk import TIMING_HEADERS
 from studio.ui.train_tab import HERE, PLOT_POINTS, PLOT_SECONDS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, \
     status_line
 from studio.workspace import Workspace, folder_name
@@ -374,72 +376,88 @@ def test_explore_shows_samples_by_seed_and_selects_one_to_explore(explore):
     assert explore.type_seed("tiny", 42, 0.5)[0] == {"seed": 42, "psi": 0.5}
 
 
+def shown_after(update: gr.Dropdown, shown: str | None) -> str | None:
+    """What a dropdown shows once `update` reaches the page: the value it sends, or else the one
+    the page showed (gradio sends only the properties a handler set)."""
+    return update.constructor_args.get("value", shown)
+
+
+def test_a_model_picked_while_the_tab_refreshes_stays_picked(explore, workspace, tiny_run_dir):
+    shutil.copytree(tiny_run_dir, workspace.run_dir("other"))
+    answer = explore.refresh("tiny")          # asked for as the tab opened, with tiny shown...
+    assert shown_after(answer, "other") == "other"     # ...and back after the artist picked another
+    assert sorted(value for _, value in answer.choices) == ["other", "tiny"]    # the list is new all the same
+    shutil.rmtree(workspace.run_dir("other"))
+    assert shown_after(explore.refresh("other"), "other") == "tiny"     # a model gone is replaced
+
+
 def test_a_slider_moves_the_selected_sample_and_back(explore):
-    current, before = explore.move("tiny", 5, *[0.0] * DIRECTIONS_SHOWN)
-    moved_recipe, moved = explore.move("tiny", current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))
+    current, before = explore.directions.move("tiny", 5, *[0.0] * DIRECTIONS_SHOWN)
+    moved_recipe, moved = explore.directions.move("tiny", current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))
     assert moved_recipe == {"seed": 5, "offsets": {"0": 2.0}}
     assert np.abs(pixels(moved) - pixels(before)).mean() > 1
-    back_recipe, back = explore.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
+    back_recipe, back = explore.directions.move("tiny", moved_recipe, *[0.0] * DIRECTIONS_SHOWN)
     assert back_recipe == 5 and np.array_equal(np.asarray(back), np.asarray(before))
-    still = explore.still("tiny", moved_recipe)
+    still = explore.walk.still("tiny", moved_recipe)
     shown_larger = moved.resize((EXPORT_SIZE, EXPORT_SIZE), Image.LANCZOS)
     assert np.array_equal(np.asarray(Image.open(still).convert("RGB")), np.asarray(shown_larger))   # with its recipe
     assert json.loads(Image.open(still).text["gan-art-studio"])["recipe"] == moved_recipe
-    recipe, image, *amounts = explore.randomise("tiny", current)
+    recipe, image, *amounts = explore.directions.randomise("tiny", current)
     assert any(amounts) and all(-3 <= a <= 3 for a in amounts)
-    assert explore.reset("tiny", recipe)[0] == 5
+    assert explore.directions.reset("tiny", recipe)[0] == 5
 
 
 def test_directions_are_named_and_hidden_for_the_run(explore, workspace):
-    pick, *sliders = explore.rename("tiny", 1, "warmer")
+    pick, *sliders = explore.directions.rename("tiny", 1, "warmer")
     assert sliders[1].label == "warmer" and ("warmer", 1) in pick.choices
     assert json.loads((workspace.run_dir("tiny") / "directions.json").read_text())["names"] == {"1": "warmer"}
-    pick, *rest = explore.hide(True, "tiny", 3, {"seed": 5, "offsets": {"3": 1.0, "0": 1.0}})
+    pick, *rest = explore.directions.hide(True, "tiny", 3, {"seed": 5, "offsets": {"3": 1.0, "0": 1.0}})
     slots, current = rest[:DIRECTIONS_SHOWN], rest[DIRECTIONS_SHOWN]
     assert not slots[3].visible and slots[2].visible
     assert current == {"seed": 5, "offsets": {"0": 1.0}}          # a hidden direction no longer moves the sample
     assert explore.show("tiny", [0], None, [], 1.0)[-DIRECTIONS_SHOWN + 3].visible is False   # and stays hidden
-    pick, *rest = explore.hide(False, "tiny", 3, None)
+    pick, *rest = explore.directions.hide(False, "tiny", 3, None)
     assert all(slot.visible for slot in rest[:DIRECTIONS_SHOWN])
-    assert explore.name_of("tiny", 1) == "warmer"
+    assert explore.directions.name_of("tiny", 1) == "warmer"
 
 
 def test_keyframes_from_the_gallery_a_typed_seed_and_the_sliders_make_a_timed_walk(explore, workspace):
     timing_settings = dict(frames=12, mode="loop", easing="ease-in-out", hold=0, fps=10)
-    keyframes, view, timing, note = explore.add_keyframe("tiny", 3, [], **timing_settings)
+    keyframes, view, timing, note = explore.walk.add_keyframe("tiny", 3, [], **timing_settings)
     assert note.startswith("Add one more keyframe")
-    keyframes, view, timing, note = explore.add_keyframe("tiny", {"seed": 11}, keyframes, **timing_settings)
-    keyframes, view, timing, note = explore.add_keyframe("tiny", {"seed": 3, "offsets": {"0": 2.0}}, keyframes,
+    keyframes, view, timing, note = explore.walk.add_keyframe("tiny", {"seed": 11}, keyframes, **timing_settings)
+    keyframes, view, timing, note = explore.walk.add_keyframe("tiny", {"seed": 3, "offsets": {"0": 2.0}}, keyframes,
                                                          **timing_settings)
     assert [caption for _, caption in view] == ["#1 · seed 3", "#2 · seed 11", "#3 · seed 3 · 1 move"]
     assert [row[2] for row in timing] == [4, 4, 4] and "12 frames, 1.2 s at 10 fps · loop" in note
     timing[0][3], timing[1][2], timing[2][4] = 2, 6, "linear"        # hold the first, a longer second move
-    assert "16 frames" in explore.describe(keyframes, timing, "loop", 10)
+    assert "16 frames" in explore.walk.describe(keyframes, timing, "loop", 10)
 
-    gif = explore.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    gif = explore.walk.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     frames = iio.imread(gif, index=None)
     assert frames.shape[:3] == (14, 256, 256)              # the hold is one frame, shown three times as long
     assert gif_durations(gif)[:2] == [300, 100] and sum(gif_durations(gif)) == 16 * 100
     assert np.abs(frames[0].astype(float) - frames[8].astype(float)).mean() > 1   # it moves
     sidecar = json.loads(Path(gif).with_suffix(".json").read_text())
     assert [key["recipe"] for key in sidecar["walk"]["keyframes"]] == [3, 11, {"seed": 3, "offsets": {"0": 2.0}}]
-    assert explore.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress) == gif  # reused
-    mp4 = explore.export("mp4", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    assert explore.walk.export("gif", "tiny", keyframes, timing, "loop", 10, progress=no_progress) == gif  # reused
+    mp4 = explore.walk.export("mp4", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     assert mp4.endswith(".mp4") and len(iio.imread(mp4, index=None, plugin="FFMPEG")) == 16
-    sheet = explore.export("png", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
+    sheet = explore.walk.export("png", "tiny", keyframes, timing, "loop", 10, progress=no_progress)
     assert Image.open(sheet).size[0] > 3 * 128
-    preview = explore.preview("tiny", keyframes, timing, "loop", 10)
+    preview = explore.walk.preview("tiny", keyframes, timing, "loop", 10)
     assert iio.imread(preview, index=None).shape[1:3] == (128, 128)               # at half the size
     assert sum(gif_durations(preview)) == 16 * 100 and len(gif_durations(preview)) < 14   # as long, fewer frames
     with pytest.raises(gr.Error, match="at least two"):
-        explore.export("zip", "tiny", keyframes[:1], timing[:1], "loop", 10, progress=no_progress)
+        explore.walk.export("zip", "tiny", keyframes[:1], timing[:1], "loop", 10, progress=no_progress)
 
 
 def test_a_seamless_loop_goes_round_the_selected_sample(explore):
-    keyframes, view, timing, note, mode = explore.seamless_loop("tiny", {"seed": 4, "psi": 0.9}, 24, "linear", 0, 12)
+    keyframes, view, timing, note, mode = explore.walk.seamless_loop("tiny", {"seed": 4, "psi": 0.9}, 24, "linear",
+                                                                     0, 12)
     assert mode == "loop" and len(keyframes) == 6 and keyframes[0] == {"seed": 4, "psi": 0.9}
     assert all("z" in key for key in keyframes[1:]) and sum(row[2] for row in timing) == 24
-    zip_path = explore.export("zip", "tiny", keyframes, timing, "loop", 12, progress=no_progress)
+    zip_path = explore.walk.export("zip", "tiny", keyframes, timing, "loop", 12, progress=no_progress)
     frames = read_frames_zip(zip_path)
     assert len(frames) == 24 and not np.array_equal(frames[0], frames[-1])
 
@@ -447,13 +465,13 @@ def test_a_seamless_loop_goes_round_the_selected_sample(explore):
 def test_the_last_keyframe_of_a_walk_that_does_not_loop_has_no_frames_to_next(explore):
     keyframes = [3, 11, 5]
     for mode, moves in (("once", [6, 5]), ("ping-pong", [3, 3])):
-        timing, note = explore.respread(keyframes, 12, mode, "linear", 0, 10)
+        timing, note = explore.walk.respread(keyframes, 12, mode, "linear", 0, 10)
         assert [row[2] for row in timing] == [*moves, None]         # blank: there is no next keyframe
         timing[-1][2] = 99                                          # typed into anyway: it changes nothing
         table = pd.DataFrame(timing, columns=TIMING_HEADERS)        # as gradio hands the table back
-        assert explore.describe(keyframes, table, mode, 10) == explore.describe(keyframes, timing, mode, 10)
-        assert "12 frames" in explore.describe(keyframes, table, mode, 10)
-    timing, note = explore.respread(keyframes, 12, "loop", "linear", 0, 10)
+        assert explore.walk.describe(keyframes, table, mode, 10) == explore.walk.describe(keyframes, timing, mode, 10)
+        assert "12 frames" in explore.walk.describe(keyframes, table, mode, 10)
+    timing, note = explore.walk.respread(keyframes, 12, "loop", "linear", 0, 10)
     assert [row[2] for row in timing] == [4, 4, 4]
 
 
@@ -469,11 +487,11 @@ def test_sliders_beyond_a_generators_directions_are_hidden_and_ignored(workspace
     shown = tab.show(small_z, [0], None, [], 1.0)
     assert [slot.visible for slot in shown[-DIRECTIONS_SHOWN:]] == [True] * 8 + [False] * 2
     assert [value for _, value in shown[-DIRECTIONS_SHOWN - 1].choices] == list(range(8))
-    recipe, image = tab.move(small_z, 0, *[1.0] * DIRECTIONS_SHOWN)
+    recipe, image = tab.directions.move(small_z, 0, *[1.0] * DIRECTIONS_SHOWN)
     assert sorted(Recipe.from_json(recipe).offsets) == [(i, 1.0) for i in range(8)]
-    recipe, image, *amounts = tab.randomise(small_z, 0)
+    recipe, image, *amounts = tab.directions.randomise(small_z, 0)
     assert len(amounts) == DIRECTIONS_SHOWN and amounts[8:] == [0.0, 0.0]
-    assert tab.reset(small_z, recipe)[0] == 0
+    assert tab.directions.reset(small_z, recipe)[0] == 0
 
 
 @needs_inception
@@ -511,7 +529,7 @@ def test_the_run_training_now_can_be_explored_with_its_directions(workspace, ses
     tab = ExploreTab(workspace, session)
     gallery, status, keyframes, current, selected, *_ = tab.show(LIVE, [0, 1], None, [], 1.0)
     assert len(gallery) == 2 and status.startswith("**shapes-32px-live**")
-    recipe, moved = tab.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))    # (3 steps in, still grey)
+    recipe, moved = tab.directions.move(LIVE, current, 2.0, *[0.0] * (DIRECTIONS_SHOWN - 1))  # (3 steps in, still grey)
     assert recipe == {"seed": 0, "offsets": {"0": 2.0}} and moved.size == selected.size == (32, 32)
     assert tab.model_of(LIVE) is tab.model_of(LIVE)          # one preview's weights and directions, opened once
 

@@ -1,10 +1,11 @@
-"""Explore tab: browse a model's samples, move the selected one along the generator's main
-directions, check samples for copies of the training paintings, collect keyframes (from the
-gallery, a typed seed, the sliders, a projected painting or a bred child), time the walk between
-them and export it. Projection, breeding and blending are laid out by explore_panels.py."""
+"""Explore tab: browse a model's samples, select one, and check samples for copies of the training
+paintings. The panels it composes do the rest with the selected sample: explore_directions.py moves
+it along the generator's main directions; explore_walk.py collects keyframes (from the gallery, a
+typed seed, the sliders, a projected painting or a bred child), times the walk between them and
+exports it; explore_panels.py projects a painting into the model, breeds favourites and blends
+models."""
 from __future__ import annotations
 
-import functools
 import random
 from pathlib import Path
 
@@ -12,31 +13,24 @@ import gradio as gr
 
 from ..checkpoint import CheckpointError
 from ..data import DatasetError
-from ..directions import DirectionLabels, read_labels, write_labels
-from ..explore import (EXPORT_SIZE, STRIP_OFFSETS, Model, direction_strips, export_name, export_still, export_walk,
-                       live_model, nearest_paintings, open_model, preview_walk, render_images, seamless_loop,
-                       still_name)
-from ..latent import EASINGS, MODES, SEED_LIMIT, Keyframe, Recipe, Walk, even_walk
+from ..directions import DirectionLabels, read_labels
+from ..explore import Model, live_model, nearest_paintings, open_model, render_images
+from ..latent import SEED_LIMIT, Recipe
 from ..metrics import MetricsUnavailable
 from ..run import RunError, recorded_dataset
 from ..run_folder import preview_step
 from ..session import TrainingSession
 from ..workspace import Workspace
+from .explore_directions import DirectionsPanel
 from .explore_panels import BlendPanel, BreedPanel, ProjectPanel
+from .explore_walk import TIMING_HINT, WalkPanel, keyframe_pictures
 
 LIVE = ":live"        # the dropdown's value for the session's run; ':' is never in a folder name
 SEEDS_SHOWN = 16
-DIRECTIONS_SHOWN = 10
-SLIDER_SIGMA = 3.0
 SELECTED_PX = 256     # the selected sample's box; a smaller picture is sent and scaled up by the page
-EXPORT_BUTTONS = {"gif": "GIF", "mp4": "MP4", "zip": "frames (zip)", "png": "contact sheet"}   # by format
-TIMING_HEADERS = ["#", "keyframe", "frames to next", "hold", "easing"]
 NOTHING_YET = ("**Nothing to explore yet** — train a model in the Train tab, and its samples appear here. "
                "Click a sample to explore it and make keyframes of an animation.")
 COPIES_HINT = "Does the model copy your paintings? Check the samples above against the training paintings."
-TIMING_HINT = ("Frames, holds and easing set every move alike; edit a row to change one move. "
-               "A loop's last keyframe moves on back to the first; otherwise it has no move after it, "
-               "so its frames to next stay blank.")
 
 
 class ExploreTab:
@@ -44,6 +38,7 @@ class ExploreTab:
         self.workspace = workspace
         self.session = session
         self._live: tuple[tuple, Model] | None = None    # the live run's newest preview, opened
+        self.directions, self.walk = DirectionsPanel(self), WalkPanel(self)
         self.projecting, self.breeding, self.blending = ProjectPanel(self), BreedPanel(self), BlendPanel(self)
 
     # ------------------------------------------------------------------ layout
@@ -73,136 +68,56 @@ class ExploreTab:
                         randomise = gr.Button("Randomise", elem_id="explore-randomise", size="sm")
                         reset = gr.Button("Reset all", elem_id="explore-reset", size="sm")
                         still = gr.Button("Save still", elem_id="explore-export-still", size="sm")
-                with gr.Column(scale=5, elem_id="explore-directions"):
-                    gr.Markdown(f"**Directions** — the generator's main ways to change a sample, strongest first, "
-                                f"in standard deviations of z. Each strip shows the sample at "
-                                f"{', '.join(f'{a:+g}' for a in STRIP_OFFSETS)} along it.",
-                                elem_id="explore-directions-note")
-                    slots, sliders, strips = [], [], []
-                    for row in range(DIRECTIONS_SHOWN // 2):
-                        with gr.Row(equal_height=True):
-                            for index in (2 * row, 2 * row + 1):
-                                with gr.Column(min_width=300) as slot, gr.Row(equal_height=True):
-                                    sliders.append(gr.Slider(-SLIDER_SIGMA, SLIDER_SIGMA, value=0.0, step=0.1,
-                                                             label=f"direction {index}", scale=3, min_width=150,
-                                                             elem_id=f"explore-direction-{index}"))
-                                    strips.append(gr.Image(show_label=False, type="pil", format="png", height=72,
-                                                           interactive=False, buttons=[], scale=2, min_width=120,
-                                                           elem_id=f"explore-strip-{index}"))
-                                slots.append(slot)
-                    with gr.Accordion("Name or hide directions", open=False, elem_id="explore-naming"):
-                        with gr.Row(equal_height=True):
-                            pick = gr.Dropdown(choices=_direction_choices(DirectionLabels()), value=0,
-                                               label="Direction", elem_id="explore-direction-pick", scale=1)
-                            name = gr.Textbox(label="Name", placeholder="e.g. warmer", elem_id="explore-direction-name",
-                                              scale=2)
-                            rename = gr.Button("Save name", elem_id="explore-rename", size="sm", scale=0)
-                            hide = gr.Button("Hide", elem_id="explore-hide", size="sm", scale=0)
-                            show_all = gr.Button("Show all", elem_id="explore-show-all", size="sm", scale=0)
+                self.directions.layout()
             with gr.Row(equal_height=True):
                 copies_note = gr.Markdown(COPIES_HINT, elem_id="explore-copies-note")
                 check = gr.Button("Check for copies", elem_id="explore-check-copies", scale=0, min_width=140)
             nearest = gr.Gallery(label="Each sample beside its nearest training painting", columns=8, format="png",
                                  allow_preview=False, elem_id="explore-nearest", elem_classes="contact-sheet")
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=3, min_width=400):
-                    keyframe_view = gr.Gallery(label="Keyframes in order", columns=6, format="png",
-                                               allow_preview=False, fit_columns=False, elem_id="explore-keyframes",
-                                               elem_classes="contact-sheet")
-                    timing = gr.Dataframe(headers=TIMING_HEADERS, datatype=["number", "str", "number", "number", "str"],
-                                          value=[], interactive=True, static_columns=[0, 1], max_height=240,
-                                          label="Timing of each move", elem_id="explore-timing")
-                    with gr.Row():
-                        frames = gr.Slider(8, 240, value=60, step=1, label="Frames in all", elem_id="explore-frames")
-                        fps = gr.Slider(4, 60, value=15, step=1, label="Frames per second", elem_id="explore-fps")
-                    with gr.Row():
-                        mode = gr.Radio(list(MODES), value="loop", label="Ends", elem_id="explore-loop")
-                        easing = gr.Radio(list(EASINGS), value="ease-in-out", label="Easing", elem_id="explore-easing")
-                        hold = gr.Slider(0, 30, value=0, step=1, label="Hold on each keyframe (frames)",
-                                         elem_id="explore-hold")
-                    walk_note = gr.Markdown(TIMING_HINT, elem_id="explore-walk-note")
-                    with gr.Row():
-                        clear = gr.Button("Clear keyframes", elem_id="explore-clear", size="sm")
-                        preview = gr.Button("Quick preview", variant="primary", elem_id="explore-preview")
-                with gr.Column(scale=2, min_width=300):
-                    animation = gr.Image(label="Animation (the quick preview has half the frames, at half the size)",
-                                         type="filepath", height=256, interactive=False, elem_id="explore-animation")
-                    with gr.Row():
-                        buttons = {kind: gr.Button(f"Export {label}" if kind in ("gif", "mp4") else label.capitalize(),
-                                                   elem_id=f"explore-export-{'sheet' if kind == 'png' else kind}",
-                                                   size="sm", min_width=80)
-                                   for kind, label in EXPORT_BUTTONS.items()}
-                    download = gr.File(label="Download (with a .json sidecar beside it in exports/)",
-                                       interactive=False, elem_id="explore-download")
+            self.walk.layout()
             with gr.Row(equal_height=False):
                 self.projecting.layout()
                 self.breeding.layout()
             self.blending.layout()
             seeds = gr.State(list(range(SEEDS_SHOWN)))     # the training previews' seeds, to start with
             current = gr.State(None)                       # the selected sample's recipe, as JSON
-            keyframes = gr.State([])                       # recipes, as JSON, in order
 
-        panel = [current, selected, *sliders, *strips]
-        views = [gallery, status, keyframe_view, *panel]
-        spread = [keyframes, frames, mode, easing, hold, fps]
-        walk = [model, keyframes, timing, mode, fps]
+        directions, walk = self.directions, self.walk
+        panel = [current, selected, *directions.sliders, *directions.strips]
+        views = [gallery, status, walk.keyframe_view, *panel]
+        naming = [directions.pick, *directions.slots]
         forget = dict(fn=lambda: ([], COPIES_HINT), inputs=None, outputs=[nearest, copies_note])
         gr.on([page.load, tab.select] if page else [tab.select], self.refresh, model, model, api_name="explore_tab")
         self.projecting.wire(model, panel)
         self.breeding.wire(model, current, panel)
         self.blending.wire(model)
         # New samples make an earlier check for copies mislead: clear it.
-        model.change(self.switch, [model, seeds, psi], [*views, pick, *slots, keyframes, timing, walk_note],
+        model.change(self.switch, [model, seeds, psi], [*views, *naming, walk.keyframes, walk.timing, walk.note],
                      api_name="explore_show").then(**forget, api_name="explore_show_forget_copies")
-        psi.release(self.show, [model, seeds, current, keyframes, psi], [*views, pick, *slots],
+        psi.release(self.show, [model, seeds, current, walk.keyframes, psi], [*views, *naming],
                     api_name="explore_psi").then(**forget, api_name="explore_psi_forget_copies")
-        new.click(self.new_seeds, [model, current, keyframes, psi], [seeds, *views, pick, *slots],
+        new.click(self.new_seeds, [model, current, walk.keyframes, psi], [seeds, *views, *naming],
                   api_name="explore_new_seeds").then(**forget, api_name="explore_new_seeds_forget_copies")
         gallery.select(self.select, [model, seeds, psi], panel, api_name="explore_select")
         seed.submit(self.type_seed, [model, seed, psi], panel, api_name="explore_seed")
-        for index, slider in enumerate(sliders):
-            # While a slider is dragged, only the newest position is rendered; no spinner over the picture.
-            slider.input(self.move, [model, current, *sliders], [current, selected], api_name=f"explore_move_{index}",
-                         trigger_mode="always_last", show_progress="hidden", queue=False)
-        randomise.click(self.randomise, [model, current], [current, selected, *sliders], api_name="explore_randomise")
-        reset.click(self.reset, [model, current], [current, selected, *sliders], api_name="explore_reset")
-        rename.click(self.rename, [model, pick, name], [pick, *sliders], api_name="explore_rename")
-        hide.click(functools.partial(self.hide, True), [model, pick, current], [pick, *slots, current, selected, *sliders],
-                   api_name="explore_hide")
-        show_all.click(functools.partial(self.hide, False), [model, pick, current],
-                       [pick, *slots, current, selected, *sliders], api_name="explore_show_all")
-        pick.change(self.name_of, [model, pick], name, api_name="explore_name_of")
+        directions.wire(model, current, selected, randomise, reset)
         check.click(self.check_copies, [model, seeds, psi], [nearest, copies_note], api_name="check_copies")
-        add.click(self.add_keyframe, [model, current, *spread], [keyframes, keyframe_view, timing, walk_note],
-                  api_name="explore_add_keyframe")
-        loop_button.click(self.seamless_loop, [model, current, frames, easing, hold, fps],
-                          [keyframes, keyframe_view, timing, walk_note, mode], api_name="explore_seamless_loop")
-        clear.click(lambda: ([], [], [], TIMING_HINT), None, [keyframes, keyframe_view, timing, walk_note],
-                    api_name="explore_clear")
-        for control, name in ((frames, "frames"), (hold, "hold")):     # typed into its box, or dragged
-            control.change(self.respread, spread, [timing, walk_note], api_name=f"explore_{name}")
-        for control, name in ((mode, "mode"), (easing, "easing")):
-            control.input(self.respread, spread, [timing, walk_note], api_name=f"explore_{name}")
-        timing.input(self.describe, [keyframes, timing, mode, fps], walk_note, api_name="explore_timing")
-        fps.release(self.describe, [keyframes, timing, mode, fps], walk_note, api_name="explore_fps")
-        preview.click(self.preview, walk, animation, api_name="explore_preview")
-        still.click(self.still, [model, current], download, api_name="explore_export_still")
-        for kind, button in buttons.items():
-            button.click(functools.partial(self.export, kind), walk, download,
-                         api_name=f"explore_export_{'sheet' if kind == 'png' else kind}")
+        walk.wire(model, current, add, loop_button, still)
 
     # ------------------------------------------------------------------ samples
     def refresh(self, current: str | None):
-        """The model list as it is now; by default the live run once it has samples, else the
-        newest saved run."""
+        """The model list as it is now. While `current` is still in it, the dropdown's value is
+        left as the page has it: `current` is the value from when the refresh was asked for, and
+        the artist may have picked another model since, which sending `current` back would undo.
+        Otherwise the live run is picked once it has samples, else the newest saved run."""
         snap = self.session.snapshot()
         choices = [(f"Current training run ({snap.run_dir.name})", LIVE)] if snap.run_dir else []
         choices += [(name, name) for name in self.workspace.run_names()]
         values = [value for _, value in choices]
-        if current not in values:
-            live_ready = snap.samples is not None
-            current = LIVE if live_ready else next((v for v in values if v != LIVE), None)
-        return gr.Dropdown(choices=choices, value=current)
+        if current in values:
+            return gr.Dropdown(choices=choices)
+        live_ready = snap.samples is not None
+        return gr.Dropdown(choices=choices, value=LIVE if live_ready else next((v for v in values if v != LIVE), None))
 
     def show(self, choice: str | None, seeds: list[int], current: dict | int | None, keyframes: list, psi: float):
         """Samples, status line, keyframes and the selected sample (the one picked before, at this
@@ -213,15 +128,15 @@ class ExploreTab:
         if model is None:
             message = NOTHING_YET if choice != LIVE else \
                 "The current run has no samples yet: they appear after its first preview, in a few seconds."
-            return [], message, [], *self._panel(None, None, labels), *_naming(labels, DIRECTIONS_SHOWN)
+            return [], message, [], *self._panel(None, None, labels), *self.directions.naming(None, labels)
         recipe = Recipe.from_json(current) if current is not None else Recipe(seed=seeds[0])
         recipe = recipe.truncated(psi)
         samples = [Recipe(seed=s, psi=psi) for s in seeds]
         status = (f"**{model.label}** · {model.config.resolution} px · ψ {psi:.2f} — click a sample to explore "
                   f"it, move it along the directions, and add keyframes for a walk.")
         gallery = list(zip(render_images(model, samples), (f"seed {s}" for s in seeds)))
-        return (gallery, status, _keyframe_view(model, keyframes), *self._panel(model, recipe, labels),
-                *_naming(labels, _slider_count(model)))
+        return (gallery, status, keyframe_pictures(model, keyframes), *self._panel(model, recipe, labels),
+                *self.directions.naming(model, labels))
 
     def switch(self, choice: str | None, seeds: list[int], psi: float):
         """Another model: its samples, the first one selected, and no keyframes (a walk, and a
@@ -248,78 +163,12 @@ class ExploreTab:
             raise gr.Error(f"Type a seed: a whole number from 0 to {SEED_LIMIT - 1}.") from None
         return self._panel(self.model_of(choice), recipe, self.labels_of(choice))
 
-    # ------------------------------------------------------------------ directions
-    def move(self, choice: str | None, current: dict | int | None, *amounts: float):
-        """The selected sample with every slider where it is now (the fast path of a slider move).
-        Sliders past the model's directions (hidden for a small z) do not count."""
-        model = self.model_of(choice)
-        if model is None or current is None:
-            raise gr.Error("Pick a model and click a sample first.")
-        recipe = Recipe.from_json(current).moved(dict(enumerate(amounts[:model.direction_count])))
-        return recipe.to_json(), render_images(model, [recipe])[0]
-
-    def randomise(self, choice: str | None, current):
-        """Every shown direction at a random place, as likely as a sample's own position along it."""
-        hidden = self.labels_of(choice).hidden
-        amounts = [0.0 if i in hidden else round(max(-SLIDER_SIGMA, min(SLIDER_SIGMA, random.gauss(0, 1))), 1)
-                   for i in range(self._slider_count(choice))]
-        return self._moved_to(choice, current, amounts)
-
-    def reset(self, choice: str | None, current):
-        return self._moved_to(choice, current, [])
-
-    def _moved_to(self, choice, current, amounts: list[float]):
-        """The sample moved to `amounts` (one per direction, from 0), and every slider set to match."""
-        recipe, image = self.move(choice, current, *amounts)
-        return recipe, image, *amounts, *[0.0] * (DIRECTIONS_SHOWN - len(amounts))
-
-    def _slider_count(self, choice: str | None) -> int:
-        return _slider_count(self.model_of(choice))
-
-    def rename(self, choice: str | None, index: int, name: str):
-        labels = self.labels_of(choice).renamed(int(index), name or "")
-        write_labels(self._run_dir_or_refuse(choice), labels)
-        return gr.Dropdown(choices=_direction_choices(labels, self._slider_count(choice)), value=int(index)), \
-            *(gr.Slider(label=labels.name(i)) for i in range(DIRECTIONS_SHOWN))
-
-    def hide(self, hiding: bool, choice: str | None, index: int, current):
-        """Hide the picked direction (its slider back at 0), or show them all again."""
-        labels = self.labels_of(choice)
-        labels = labels.hiding(int(index)) if hiding else DirectionLabels(labels.names)
-        write_labels(self._run_dir_or_refuse(choice), labels)
-        count = self._slider_count(choice)
-        pick = gr.Dropdown(choices=_direction_choices(labels, count), value=int(index))
-        slots = _slots(labels, count)
-        if current is None:
-            return pick, *slots, None, None, *(gr.Slider() for _ in range(DIRECTIONS_SHOWN))
-        offsets = dict(Recipe.from_json(current).offsets)
-        amounts = [0.0 if i in labels.hidden else offsets.get(i, 0.0) for i in range(count)]
-        return pick, *slots, *self._moved_to(choice, current, amounts)
-
-    def name_of(self, choice: str | None, index: int | None) -> str:
-        return self.labels_of(choice).names.get(int(index), "") if index is not None else ""
-
     def _panel(self, model: Model | None, recipe: Recipe | None, labels: DirectionLabels) -> list:
-        """The selected sample (its recipe and picture), each slider at its offset and named, and
+        """The selected sample (its recipe and picture), then each slider at its offset and named, and
         each direction's preview strip."""
         if model is None or recipe is None:
-            return [None, None, *(gr.Slider(value=0.0) for _ in range(DIRECTIONS_SHOWN)),
-                    *([None] * DIRECTIONS_SHOWN)]
-        offsets = dict(recipe.offsets)
-        shown = list(range(_slider_count(model)))
-        return [recipe.to_json(), render_images(model, [recipe])[0],
-                *(gr.Slider(value=offsets.get(i, 0.0), label=labels.name(i)) for i in range(DIRECTIONS_SHOWN)),
-                *direction_strips(model, recipe, shown), *([None] * (DIRECTIONS_SHOWN - len(shown)))]
-
-    def labels_of(self, choice: str | None) -> DirectionLabels:
-        run_dir = self._run_dir(choice) if choice else None
-        return read_labels(run_dir) if run_dir else DirectionLabels()
-
-    def _run_dir_or_refuse(self, choice: str | None) -> Path:
-        run_dir = self._run_dir(choice) if choice else None
-        if run_dir is None:
-            raise gr.Error("Pick a model first: names are kept with its run.")
-        return run_dir
+            return [None, None, *self.directions.at_rest()]
+        return [recipe.to_json(), render_images(model, [recipe])[0], *self.directions.at(model, recipe, labels)]
 
     # ------------------------------------------------------------------ copies
     def check_copies(self, choice: str | None, seeds: list[int], psi: float, progress=gr.Progress()):
@@ -333,7 +182,7 @@ class ExploreTab:
             progress((done, total), desc="Reading the paintings (once per dataset)", unit="paintings")
         try:
             found = nearest_paintings(model, [Recipe(seed=s, psi=psi) for s in seeds],
-                                      recorded_dataset(self._run_dir(choice)), progress=report)
+                                      recorded_dataset(self.run_dir(choice)), progress=report)
         except (MetricsUnavailable, RunError, DatasetError) as error:
             return [], f"Cannot check for copies: {error}"
         pairs = [item for seed, (sample, painting, distance) in zip(seeds, found.pairs)
@@ -342,92 +191,13 @@ class ExploreTab:
                 f"paintings: **{found.typical:.1f}**.")
         return pairs, note
 
-    # ------------------------------------------------------------------ keyframes and walks
-    def add_keyframe(self, choice: str | None, current, keyframes: list, frames: float, mode: str, easing: str,
-                     hold: float, fps: float):
-        """The selected sample, as the sliders have it, becomes the next keyframe."""
-        if current is None:
-            raise gr.Error("Click a sample (or type a seed) to select it first.")
-        keyframes = [*keyframes, current]
-        return (keyframes, _keyframe_view(self.model_of(choice), keyframes),
-                *self.respread(keyframes, frames, mode, easing, hold, fps))
-
-    def seamless_loop(self, choice: str | None, current, frames: float, easing: str, hold: float, fps: float):
-        """The keyframes become a small closed circle in latent space through the selected sample."""
-        model = self.model_of(choice)
-        if model is None or current is None:
-            raise gr.Error("Click a sample (or type a seed) to loop around first.")
-        keyframes = [recipe.to_json() for recipe in seamless_loop(model, Recipe.from_json(current))]
-        timing, note = self.respread(keyframes, frames, "loop", easing, hold, fps)
-        return keyframes, _keyframe_view(model, keyframes), timing, note, "loop"
-
-    def respread(self, keyframes: list, frames: float, mode: str, easing: str, hold: float, fps: float):
-        """The timing table with `frames` in all shared evenly between the moves."""
-        if len(keyframes) < 2:
-            return _timing_rows([Keyframe(Recipe.from_json(k)) for k in keyframes], mode), \
-                "Add one more keyframe to make a walk." if keyframes else TIMING_HINT
-        try:
-            walk = even_walk([Recipe.from_json(k) for k in keyframes], int(frames), mode, easing, int(hold))
-        except ValueError as error:
-            raise gr.Error(f"{error}: give the walk more frames.") from None
-        return _timing_rows(list(walk.keyframes), mode), _describe(walk, fps)
-
-    def describe(self, keyframes: list, timing, mode: str, fps: float) -> str:
-        return _describe(self._walk(keyframes, timing, mode), fps)
-
-    def preview(self, choice: str | None, keyframes: list, timing, mode: str, fps: float) -> str:
-        model, walk = self._model_and_walk(choice, keyframes, timing, mode)
-        return str(preview_walk(model, walk, float(fps), self.workspace.exports / "previews"))
-
-    def export(self, kind: str, choice: str | None, keyframes: list, timing, mode: str, fps: float,
-               progress=gr.Progress()) -> str:
-        """Write the walk as `kind` (gif, mp4, zip, or png: the keyframes' contact sheet) into
-        WORKSPACE/exports, with its sidecar; a walk already written is handed out at once."""
-        model, walk = self._model_and_walk(choice, keyframes, timing, mode)
-        path = self.workspace.exports / export_name(model, walk, float(fps), EXPORT_SIZE, kind)
-        if path.exists():
-            return str(path)
-
-        def report(done: int, total: int) -> None:
-            progress((done, total), desc="Rendering frames" if done < total else f"Writing the {kind.upper()}",
-                     unit="frames")
-        progress(0, desc="Rendering")
-        export_walk(model, walk, path, float(fps), EXPORT_SIZE, self.labels_of(choice), progress=report)
-        return str(path)
-
-    def still(self, choice: str | None, current) -> str:
-        """The selected sample as a 256 px PNG that records its recipe, into WORKSPACE/exports."""
-        model = self.model_of(choice)
-        if model is None or current is None:
-            raise gr.Error("Click a sample (or type a seed) to select it first.")
-        recipe = Recipe.from_json(current)
-        path = self.workspace.exports / still_name(model, recipe)
-        return str(export_still(model, recipe, path, labels=self.labels_of(choice)))
-
-    def _model_and_walk(self, choice, keyframes: list, timing, mode: str) -> tuple[Model, Walk]:
-        if len(keyframes) < 2:
-            raise gr.Error("Add at least two keyframes first (select a sample, then Add keyframe).")
-        model = self.model_of(choice)
-        if model is None:
-            raise gr.Error("Pick a model to animate first.")
-        return model, self._walk(keyframes, timing, mode)
-
-    def _walk(self, keyframes: list, timing, mode: str) -> Walk:
-        """The keyframes with the timing table's frames, holds and easings."""
-        rows = timing.values.tolist() if hasattr(timing, "values") else list(timing or [])
-        if len(rows) != len(keyframes):
-            raise gr.Error("The timing table does not match the keyframes; change the frames to share them again.")
-        last = len(rows) - 1
-        try:
-            return Walk(tuple(Keyframe(Recipe.from_json(key), int(row[2]) if _moves_on(n, last, mode) else 1,
-                                       int(row[3]), str(row[4]).strip())
-                              for n, (key, row) in enumerate(zip(keyframes, rows))), mode)
-        except (ValueError, TypeError) as error:
-            raise gr.Error(f"Cannot use that timing: {error}") from None
-
     # ------------------------------------------------------------------ models
-    def _run_dir(self, choice: str) -> Path | None:
+    def run_dir(self, choice: str) -> Path | None:
         return self.session.snapshot().run_dir if choice == LIVE else self.workspace.run_dir(choice)
+
+    def labels_of(self, choice: str | None) -> DirectionLabels:
+        run_dir = self.run_dir(choice) if choice else None
+        return read_labels(run_dir) if run_dir else DirectionLabels()
 
     def model_of(self, choice: str | None) -> Model | None:
         if choice == LIVE:
@@ -450,47 +220,3 @@ class ExploreTab:
         except (CheckpointError, FileNotFoundError) as error:
             raise gr.Error(f"Cannot open {choice}: {error}") from None
 
-
-def _slider_count(model: Model | None) -> int:
-    """How many sliders have a direction to move along: a generator with a small z has fewer."""
-    return min(DIRECTIONS_SHOWN, model.direction_count) if model else DIRECTIONS_SHOWN
-
-
-def _naming(labels: DirectionLabels, count: int) -> list:
-    """The naming dropdown's choices and each slider's slot, shown or hidden."""
-    return [gr.Dropdown(choices=_direction_choices(labels, count)), *_slots(labels, count)]
-
-
-def _slots(labels: DirectionLabels, count: int) -> list:
-    return [gr.Column(visible=i < count and i not in labels.hidden) for i in range(DIRECTIONS_SHOWN)]
-
-
-def _direction_choices(labels: DirectionLabels, count: int = DIRECTIONS_SHOWN) -> list[tuple[str, int]]:
-    return [(labels.name(i) + (" (hidden)" if i in labels.hidden else ""), i) for i in range(count)]
-
-
-def _keyframe_view(model: Model | None, keyframes: list) -> list[tuple]:
-    if model is None or not keyframes:
-        return []
-    recipes = [Recipe.from_json(k) for k in keyframes]
-    return [(image, f"#{n} · {recipe.label()}") for n, (image, recipe) in enumerate(zip(render_images(model, recipes),
-                                                                                      recipes), 1)]
-
-
-def _timing_rows(keyframes: list[Keyframe], mode: str) -> list[list]:
-    """One row per keyframe; "frames to next" blank where there is no next (the last keyframe of a
-    walk that does not loop), and ignored if typed into."""
-    last = len(keyframes) - 1
-    return [[n + 1, key.recipe.label(), key.frames if _moves_on(n, last, mode) else None, key.hold, key.easing]
-            for n, key in enumerate(keyframes)]
-
-
-def _moves_on(index: int, last: int, mode: str) -> bool:
-    """Whether keyframe `index` (of 0..last) moves on to another."""
-    return index < last or mode == "loop"
-
-
-def _describe(walk: Walk, fps: float) -> str:
-    frames = len(walk.steps())
-    return (f"**{len(walk.keyframes)} keyframes · {frames} frames, {frames / fps:.1f} s at {fps:g} fps · "
-            f"{walk.mode}.** {TIMING_HINT}")
