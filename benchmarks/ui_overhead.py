@@ -5,8 +5,8 @@
 Serves the studio on 127.0.0.1 and starts one training run in it, then measures images per
 second of wall time in five windows of the same run: no page open, Debian's Chromium (headless,
 through Playwright) showing the Train tab as it polls, plots and shows samples, no page again,
-Chromium showing a gradio page of one line of text and no events (what any page of this gradio
-costs), and no page at last. Each page is compared with the two windows beside it, so that the
+Chromium showing a gradio page of one line of text and no events, served as the studio serves
+its own (what any page costs), and no page at last. Each page is compared with the two windows beside it, so that the
 run's own drift (its speed changes as it trains) is not taken for the page's cost. On two cores
 the browser and the studio's polling compete with training for the CPU; this says how much. A
 checkpoint is written every 5 minutes of training, inside one of the windows; keep the windows
@@ -43,11 +43,19 @@ def window(session, seconds: float) -> float:
 
 
 def empty_page():
-    """A gradio page of one line of text and no events, to tell the cost of the Train tab from
-    that of any page of the same gradio."""
+    """A gradio page of one line of text and no events, served as the studio serves its own (its
+    frames paced, its queue woken less: paced_frames.py, app.py), to tell the cost of the Train
+    tab from that of any page."""
     import gradio as gr
+
+    from studio.ui.app import wake_the_queue_less
+    from studio.ui.paced_frames import middleware
+
     with gr.Blocks(analytics_enabled=False) as page:
         gr.Markdown("A gradio page with nothing to do.", elem_id="empty")
+    wake_the_queue_less(page)
+    page.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                ssr_mode=False, app_kwargs=dict(middleware=middleware()))
     return page
 
 
@@ -69,9 +77,6 @@ def main() -> None:
         demo = build_app(Path(workspace), session)
         demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                     **launch_options(Path(workspace)))
-        empty = empty_page()
-        empty.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                     ssr_mode=False)
         try:
             session.start(args.dataset.resolve(), Path(workspace) / "checkpoints" / "run",
                           TrainConfig(resolution=args.res), Budget())        # until stopped
@@ -84,13 +89,11 @@ def main() -> None:
                 speeds = {"no page": window(session, args.seconds),
                           "Train tab open": page_window(playwright, session, args.seconds, demo.local_url, train_tab),
                           "no page again": window(session, args.seconds),
-                          "empty gradio page": page_window(playwright, session, args.seconds, empty.local_url,
-                                                           lambda page: page.locator("#empty").wait_for()),
+                          "empty gradio page": empty_page_window(playwright, session, args.seconds),
                           "no page at last": window(session, args.seconds)}
         finally:
             session.stop()
             demo.close()
-            empty.close()
 
     # Each page's window against the mean of the two beside it: the run's speed drifts as it trains.
     tab = speeds["Train tab open"] / ((speeds["no page"] + speeds["no page again"]) / 2)
@@ -105,6 +108,15 @@ def main() -> None:
 def train_tab(page) -> None:
     page.get_by_role("tab", name="2 · Train").click()
     page.locator("#loss-plot canvas, #loss-plot svg").first.wait_for(timeout=120_000)
+
+
+def empty_page_window(playwright, session, seconds: float) -> float:
+    """page_window on an empty page, its server running only for that window."""
+    empty = empty_page()
+    try:
+        return page_window(playwright, session, seconds, empty.local_url, lambda page: page.locator("#empty").wait_for())
+    finally:
+        empty.close()
 
 
 def page_window(playwright, session, seconds: float, url: str, ready) -> float:
