@@ -19,10 +19,11 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from browser import free_port
-from conftest import FAST_CADENCE, STUDIO_TINY, needs_inception, wait_for
+from conftest import FAST_CADENCE, STUDIO_TINY, needs_inception, serve_studio, wait_for
 from frames import read_frames_zip
 from studio.checkpoint import export_generator, latest_checkpoint, list_checkpoints
 from studio import backbone, metrics
@@ -559,6 +560,29 @@ def test_the_served_app_ingests_trains_and_reports_through_its_api(studio_app, s
     with pytest.raises(Exception, match="at least two keyframes"):
         client.predict("api-shapes-32px", {"headers": TIMING_HEADERS, "data": []}, "loop", 10,
                        api_name="/explore_export_gif")
+
+
+def openmp_workers() -> int:
+    """Threads of this process that Python did not start: PyTorch's OpenMP workers."""
+    return len(os.listdir("/proc/self/task")) - threading.active_count()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or torch.get_num_threads() < 2,
+                    reason="counts OpenMP's workers through Linux's /proc")
+def test_what_the_page_renders_leaves_no_openmp_workers_behind(tiny_run_dir, tmp_path):
+    """gradio's worker threads live on after an event, and so would OpenMP workers started from
+    one: more of them than cores slow training for the rest of the process (event_threads.py)."""
+    from gradio_client import Client
+
+    shutil.copytree(tiny_run_dir, tmp_path / "checkpoints" / "tiny")
+    with serve_studio(tmp_path) as served:
+        client = Client(served.url, verbose=False)
+        client.predict(None, api_name="/explore_tab")      # as opening the tab does: the models are listed
+        workers = openmp_workers()
+        gallery = client.predict("tiny", 1.0, api_name="/explore_new_seeds")[1]
+        assert len(gallery) > 1
+        client.predict("tiny", api_name="/explore_randomise")
+        wait_for(lambda: openmp_workers() <= workers, timeout=10)
 
 
 # ---------------------------------------------------------------- python -m studio

@@ -13,6 +13,7 @@ from ..config import ConfigError
 from ..session import ACTIVE_STATES, TrainingSession
 from ..workspace import Workspace
 from .dataset_tab import DatasetTab, UploadLimits
+from .event_threads import run_events_in_passing_threads
 from .explore_tab import ExploreTab
 from .paced_frames import middleware as paced_frames
 from .train_tab import TrainTab
@@ -62,6 +63,7 @@ def build_app(workspace: str | Path = ".", session: TrainingSession | None = Non
             TrainTab(workspace, session).render()
             ExploreTab(workspace, session).render(page if first_tab == "explore" else None)
     wake_the_queue_less(page)
+    run_events_in_passing_threads(page)
     return page
 
 
