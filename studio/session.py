@@ -54,8 +54,14 @@ class Snapshot:
     error: str | None = None
 
 
+# A preview every half minute: often enough to watch the samples change, and no dearer than that,
+# since each renders 64 samples (2.4 s of a 2-core CPU at 64 px in fp32) and redraws the page's
+# galleries (README, "Speed").
+STUDIO_CADENCE = Cadence(preview_minutes=0.5)
+
+
 class TrainingSession:
-    def __init__(self, cadence: Cadence = Cadence(preview_minutes=0.25), history_limit: int = 2000):
+    def __init__(self, cadence: Cadence = STUDIO_CADENCE, history_limit: int = 2000):
         self.cadence = cadence
         self.history_limit = history_limit
         self._lock = threading.Lock()

@@ -68,10 +68,9 @@ window.requestAnimationFrame = (callback) => { window.framesAsked++; return requ
 
 def test_an_idle_page_asks_for_almost_no_frames(page):
     """gradio's loading screen leaves a timer behind that asks for 60 frames a second for as long
-    as the page is open (paced_frames.py): the studio paces it to UNWATCHED_FPS, so a page left
-    open does not take the CPU from training. (Its first seconds animate as it appears.)"""
-    from studio.ui.paced_frames import UNWATCHED_FPS
-
+    as the page is open (paced_frames.py): the studio holds it back while no status tracker is on
+    screen, so a page left open does not take the CPU from training. (Its first seconds animate
+    as it appears.)"""
     def frames_in_3_seconds() -> int:
         before = page.evaluate("window.framesAsked")
         page.wait_for_timeout(3000)
@@ -80,7 +79,34 @@ def test_an_idle_page_asks_for_almost_no_frames(page):
     page.add_init_script(COUNT_FRAMES)       # runs before the page's own scripts, the studio's fix first
     page.reload()
     page.wait_for_function(SETTLED)
-    wait_for(lambda: frames_in_3_seconds() <= 3 * (UNWATCHED_FPS + 1), timeout=60)
+    wait_for(lambda: frames_in_3_seconds() <= 3, timeout=60)
+
+
+def test_the_train_tab_asks_the_server_little_and_only_while_it_is_shown(page):
+    """What watching costs is taken from training on a laptop (README, "Speed"): the status line
+    asks for one small answer a second, fires the view's dearer event only when there is something
+    new to show (on an idle studio: once, as the tab opens), and asks nothing while another tab is
+    shown."""
+    from playwright.sync_api import expect
+
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(urlparse(request.url).path))
+
+    def asked_in_3_seconds() -> tuple[int, int]:
+        """Requests for the line, and gradio events, over 3 seconds."""
+        start = len(asked)
+        page.wait_for_timeout(3000)
+        recent = asked[start:]
+        return sum("component_server" in path for path in recent), sum("/run/" in path for path in recent)
+
+    page.get_by_role("tab", name="2 · Train").click()
+    expect(page.locator("#train-status")).to_contain_text("Ready")
+    page.wait_for_function(SETTLED)
+    lines, events = asked_in_3_seconds()
+    assert 2 <= lines <= 4 and events == 0
+    page.get_by_role("tab", name="3 · Explore").click()
+    page.wait_for_function(SETTLED)
+    assert asked_in_3_seconds() == (0, 0)
 
 
 @needs_inception

@@ -119,7 +119,7 @@ def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session
     tab.start(**settings(ingested))
     wait_for(lambda: session.snapshot().state == FINISHED)
     status, plot, kid_plot, samples, timelapse, *buttons, seen = tab.poll(None)
-    assert status.startswith("Finished, checkpoint saved **shapes-32px**") and "step 3" in status
+    assert status.startswith("Finished, checkpoint saved <strong>shapes-32px</strong>") and "step 3" in status
     assert "cpu fp32 contiguous" in status
     assert plot.visible and sorted(set(step for step, _, _ in plot.value["data"])) == [1, 2, 3]
     assert {series for _, _, series in plot.value["data"]} == {"G loss", "D loss", "augment p"}
@@ -148,10 +148,17 @@ class Handing:
         self.seconds = seconds
 
 
+def plotted_steps(plot) -> list[int]:
+    """The steps a poll's loss plot holds, sent as a component (when it appears) or as points."""
+    if isinstance(plot, pd.DataFrame):
+        return sorted(set(plot["step"]))
+    return sorted(set(step for step, _, _ in plot.value["data"]))
+
+
 def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(workspace):
     """The browser's redraw of the loss plot is what costs training most on two cores: it is sent
-    at most every PLOT_SECONDS while steps come in, but at once when there is something else to
-    see (first losses, a pause, another run), and the status line every time."""
+    once per PLOT_SECONDS period while steps come in, but at once when there is something else
+    to see (first losses, a pause, another run), and the status line every time."""
     handing = Handing()
     tab = TrainTab(workspace, handing, clock=lambda: handing.seconds)
     seen = None
@@ -160,19 +167,39 @@ def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(work
         nonlocal seen
         handing.at(seconds, step, **changes)
         status, plot, *_, seen = tab.poll(seen)
-        plotted = None if isinstance(plot, type(gr.skip())) else max((s for s, _, _ in plot.value["data"]), default=0)
-        return status, plotted
+        return status, None if isinstance(plot, type(gr.skip())) else max(plotted_steps(plot), default=0)
 
-    assert poll(0, 0) == ("Training **run**", 0)                     # hidden, until the first losses
+    assert poll(0, 0) == ("Training <strong>run</strong>", 0)        # hidden, until the first losses
     assert poll(1, 1)[1] == 1                                        # which go at once
     status, plotted = poll(2, 2)
     assert "step 2" in status and plotted is None                    # the status every second, the plot not
-    assert poll(1 + PLOT_SECONDS - 0.5, 9)[1] is None
-    assert poll(1 + PLOT_SECONDS, 10)[1] == 10                       # due: the newest steps reach it
-    assert poll(1 + 3 * PLOT_SECONDS, 10)[1] is None                 # nothing new, nothing sent
-    status, plotted = poll(2 + 3 * PLOT_SECONDS, 11, state=PAUSED)
-    assert status.startswith("Paused **run** · step 11") and plotted == 11        # at once
-    assert poll(3 + 3 * PLOT_SECONDS, 3, run="other")[1] == 3        # another run: at once
+    assert poll(PLOT_SECONDS - 0.5, 9)[1] is None
+    assert poll(PLOT_SECONDS, 10)[1] == 10                           # due: a new period
+    assert poll(3 * PLOT_SECONDS, 10)[1] is None                     # nothing new, nothing sent
+    status, plotted = poll(1 + 3 * PLOT_SECONDS, 11, state=PAUSED)
+    assert status.startswith("Paused <strong>run</strong> · step 11") and plotted == 11     # at once
+    assert poll(2 + 3 * PLOT_SECONDS, 3, run="other")[1] == 3        # another run: at once
+
+
+def test_the_status_line_asks_for_more_only_when_there_is_more_to_show(workspace):
+    """The page asks every second for the line and a fingerprint, and fires the dearer poll only
+    when the fingerprint changes: not for each step, but for a new plot period, state or run."""
+    handing = Handing()
+    tab = TrainTab(workspace, handing, clock=lambda: handing.seconds)
+
+    def live(seconds: float, step: int, **changes) -> dict:
+        handing.at(seconds, step, **changes)
+        return tab.live()
+
+    first = live(1, 1)
+    second = live(2, 2)
+    assert second["line"] == tab.poll(None)[0] and "step 2" in second["line"]     # the line as poll sends it
+    assert second["fingerprint"] == first["fingerprint"]                          # a step alone: nothing more
+    assert live(PLOT_SECONDS, 10)["fingerprint"] != second["fingerprint"]          # the loss plot is due
+    paused = live(PLOT_SECONDS + 1, 11, state=PAUSED)
+    assert live(5 * PLOT_SECONDS, 11, state=PAUSED)["fingerprint"] == paused["fingerprint"]   # a pause is still
+    assert live(5 * PLOT_SECONDS, 11, state=PAUSED, run="other")["fingerprint"] != paused["fingerprint"]
+    assert tab.live("../not-a-run") == tab.live()        # any name can be asked for: no such run, the own one
 
 
 def test_a_long_runs_loss_curves_are_averaged_into_a_few_hundred_points():
@@ -317,9 +344,10 @@ def test_the_train_tab_follows_a_run_another_process_trains_into_the_workspace(w
         follow = tab.refresh(None)[3]
         assert follow.value == HERE and ("server", "server") in follow.choices
         status, plot, kid_plot, samples, timelapse, *buttons, seen = tab.show("server")
-        assert status.startswith("Following **server** from its folder, read-only")
+        assert status.value.startswith("Following <strong>server</strong> from its folder, read-only")
+        assert status.props["run"] == "server"                              # what the line asks for now
         assert buttons[0].interactive and not buttons[3].interactive       # Start and Stop are this studio's
-        first = max(step for step, _, _ in plot.value["data"])
+        first = max(plotted_steps(plot))
         assert len(samples) == 16 and np.asarray(samples[0][0]).std() > 0 and timelapse
         assert process.wait(timeout=300) == 0, "".join(lines)
     finally:
@@ -330,7 +358,7 @@ def test_the_train_tab_follows_a_run_another_process_trains_into_the_workspace(w
     files = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")}
     status, plot, kid_plot, samples, timelapse, *_, seen = tab.poll(seen, "server")
     assert "step 40" in status and "still being written" in status
-    assert max(step for step, _, _ in plot.value["data"]) == 40 > first       # it grew
+    assert max(plotted_steps(plot)) == 40 > first                              # it grew
     assert timelapse[-1][1] == "step 40"
     assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")} == files   # read, never written
     assert session.snapshot().state == IDLE                                 # nothing started here

@@ -29,6 +29,9 @@ CSS = """
 #studio-header p { margin-top: 0; opacity: 0.8; font-size: 1.05em; }
 #train-status, #explore-status { padding: 10px 14px; border-radius: 10px;
                                  background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
+/* What the Train tab redraws while a run goes on is laid out and painted on its own: a new line,
+   plot or gallery does not make the browser repaint the page around it (README, "Speed"). */
+#train-status, #sample-gallery, #train-timelapse, #loss-plot, #kid-plot { contain: content; }
 /* Contact sheets: square thumbnails in exactly `columns` columns, as tall as their rows. Gradio's
    100 px minimum per thumbnail would push columns out of a narrow column, and its 450 px minimum
    height leaves a strip of two keyframes floating in empty space. */

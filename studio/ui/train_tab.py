@@ -1,17 +1,22 @@
 """Train tab: set up a run, start / pause / stop it, and watch it learn.
 
-There is one TrainingSession per studio process, so every browser tab shows the same run. A
-timer polls its snapshot once a second; parts that did not change are skipped, so the galleries
-do not flicker and the browser redraws little. The status line is sent every second; the loss
-plot, whose redraw is the page's dearest work, at most every PLOT_SECONDS (on two cores the
-browser's work is taken from training: README, "Speed").
+There is one TrainingSession per studio process, so every browser tab shows the same run. On a
+laptop's two cores whatever the page costs the browser and the server is taken from training
+(README, "Speed"), and a gradio event costs both more than the line it updates. So the status line
+asks the server by itself, once a second, for the line and a fingerprint of the rest
+(LIVE_STATUS_JS, a plain request); only when the fingerprint changes does it fire the event that
+sends the rest: the plots, samples, time-lapse and buttons, each only when it changed for that
+browser tab. The loss plot, whose redraw is the page's dearest work, is sent once per PLOT_SECONDS
+while steps come in, and the line stops asking while the Train tab is not on screen.
 
 The same view can follow any other run in the workspace instead, read from its folder as another
 process writes it (followed.py): read-only, the buttons still act on this studio's own run.
 """
 from __future__ import annotations
 
+import html
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -25,7 +30,7 @@ from ..checkpoint import CheckpointError
 from ..config import LOSSES, MEMORY_FORMATS, PRECISIONS, ConfigError, TrainConfig
 from ..data import DatasetError, read_manifest
 from ..finetune import starting_point
-from ..followed import FollowedRun
+from ..followed import FOLLOWED, FollowedRun
 from ..metrics import MetricsUnavailable, inception_path
 from ..packaged import WeightsUnavailable
 from ..render import to_pil_images
@@ -43,11 +48,30 @@ TIMELAPSE_SHOWN = 8
 PLOT_COLUMNS = ["step", "value", "series"]
 LOSS_SERIES = {"loss_g": "G loss", "loss_d": "D loss", "augment_p": "augment p"}
 PLOT_POINTS = 200            # per loss curve
-PLOT_SECONDS = 10.0          # the loss plot's newest steps are at most this old while a run goes on
+PLOT_SECONDS = 30.0          # the loss plot's newest steps are at most about this old while a run goes on
 NEW_MODEL = "new"            # the "start from" choice of no model: training from scratch
 HERE = ":here"               # the "show" choice of this studio's own run; ':' is never in a folder name
 DEMO_BUDGET = Budget(minutes=10)     # what "Train the demo" trains for: enough to see shapes appear
 DEMO_CONFIG = TrainConfig(resolution=64)   # and how: the default recipe, at the demo's size
+# The status line's own loop, run once by gradio in the page (`element`, `props`, `server` and
+# `trigger` are gr.HTML's): the line as the server has it now, every second while it is on screen,
+# and the `tick` event, which sends the rest of the view, whenever the rest's fingerprint changes.
+# The line is written straight into the element: setting props.value would also re-render the
+# component and fire its change event through gradio, every second, for one line of text.
+LIVE_STATUS_JS = """
+let fingerprint = null;
+const look = async () => {
+  if (document.hidden || element.offsetParent === null) return;    // not on screen
+  const live = await server.live(props.run);
+  if (element.innerHTML !== live.line) element.innerHTML = live.line;
+  if (live.fingerprint !== fingerprint) {
+    fingerprint = live.fingerprint;
+    trigger('tick');
+  }
+};
+const loop = () => look().catch(() => {}).finally(() => setTimeout(loop, 1000));
+loop();
+"""
 
 
 @dataclass(frozen=True)
@@ -57,7 +81,7 @@ class Shown:
     state: str | None = None
     controls: str | None = None           # the state of this studio's own run, which the buttons act on
     plotted_step: int = 0                 # the newest step in the loss plot; 0 while it is empty
-    plotted_at: float = -math.inf         # when the plot was sent, by TrainTab.clock
+    plotted_period: int = -1              # when the plot was sent: TrainTab.clock // PLOT_SECONDS
     previews: int = 0
     measured: tuple = (0, None)           # how many KID measurements, and the newest one's step
 
@@ -135,7 +159,12 @@ class TrainTab:
                         label="Show", choices=[self._here_choice()], value=HERE, elem_id="train-follow",
                         info="Or another run in this workspace, read from its folder as it grows, read-only: "
                              "one that a server trains into a shared folder, say.")
-                    status = gr.Markdown(status_line(Snapshot()), elem_id="train-status")
+
+                    def live(follow: str | None) -> dict:     # gr.HTML takes functions, not methods
+                        return self.live(follow)
+
+                    status = gr.HTML(status_html(status_line(Snapshot())), elem_id="train-status",
+                                     js_on_load=LIVE_STATUS_JS, server_functions=[live], run=HERE)
                     samples = gr.Gallery(label="Newest samples: the same seeds every time", columns=8,
                                          format="png", elem_id="sample-gallery", elem_classes="contact-sheet")
                     with gr.Row(equal_height=True):
@@ -152,9 +181,8 @@ class TrainTab:
                                            columns=TIMELAPSE_SHOWN, elem_id="train-timelapse",
                                            elem_classes="contact-sheet")
             seen = gr.State(None)        # what this browser tab has been sent (see poll)
-            timer = gr.Timer(1.0)
         buttons = [start, pause, unpause, stop, resume]
-        live = [status, plot, kid_plot, samples, timelapse, *buttons, seen]
+        view = [status, plot, kid_plot, samples, timelapse, *buttons, seen]
         settings = [dataset, name, resolution, width, loss, augment, unit, amount, batch, precision, layout, seed,
                     kid_minutes, discriminator]
         start.click(self.start, [*settings, start_from], status, api_name="train_start")
@@ -163,13 +191,13 @@ class TrainTab:
         pause.click(self.pause, None, status, api_name="train_pause")
         unpause.click(self.unpause, None, status, api_name="train_unpause")
         stop.click(self.stop, None, status, api_name="train_stop")
-        # Cheap for the browser, which every second takes from training on a laptop's few cores: one
-        # request, not a queue's round trips, and no loading state on the components it updates.
-        timer.tick(self.poll, [seen, follow], live, api_name="train_poll", show_progress="hidden",
-                   show_progress_on=timer, queue=False)
-        follow.input(self.show, follow, live, api_name="train_follow", show_progress="hidden")
+        # Fired by the status line when there is something new to show (LIVE_STATUS_JS): one request,
+        # not a queue's round trips, and no loading state on the components it updates.
+        status.tick(self.poll, [seen, follow], view, api_name="train_poll", show_progress="hidden", queue=False)
+        follow.input(self.show, follow, view, api_name="train_follow", show_progress="hidden")
         tab.select(self.refresh, [dataset, start_from, follow],
-                   [dataset, earlier, start_from, follow, plot, kid_plot, seen], api_name="train_tab")
+                   [dataset, earlier, start_from, follow, plot, kid_plot, seen], api_name="train_tab") \
+            .then(self.poll, [seen, follow], view, show_progress="hidden", queue=False)
 
     # ------------------------------------------------------------------ commands
     def refresh(self, current: str | None, current_start: str | None = NEW_MODEL, current_follow: str | None = HERE):
@@ -228,7 +256,7 @@ class TrainTab:
                                _kid_minutes(kid_minutes), start_from=source)
         except (ConfigError, DatasetError, CheckpointError, SessionBusy) as error:
             raise gr.Error(str(error)) from None
-        return status_line(self.session.snapshot())
+        return status_html(status_line(self.session.snapshot()))
 
     def train_demo(self) -> str:
         """A new model on the demo dataset: DEMO_CONFIG for DEMO_BUDGET."""
@@ -240,7 +268,7 @@ class TrainTab:
             self.session.start(dataset_dir, run_dir, DEMO_CONFIG, DEMO_BUDGET)
         except SessionBusy as error:
             raise gr.Error(str(error)) from None
-        return status_line(self.session.snapshot())
+        return status_html(status_line(self.session.snapshot()))
 
     def resume(self, run_name: str | None, unit: str, amount: float, kid_minutes: float | None = 0) -> str:
         if not run_name:
@@ -251,73 +279,110 @@ class TrainTab:
                                 kid_minutes=_kid_minutes(kid_minutes))
         except SessionBusy as error:
             raise gr.Error(str(error)) from None
-        return status_line(self.session.snapshot())
+        return status_html(status_line(self.session.snapshot()))
 
     def pause(self) -> str:
         self.session.pause()
-        return status_line(self.session.snapshot())
+        return status_html(status_line(self.session.snapshot()))
 
     def unpause(self) -> str:
         self.session.unpause()
-        return status_line(self.session.snapshot())
+        return status_html(status_line(self.session.snapshot()))
 
     def stop(self) -> str:
         """Returns once the run has saved its checkpoint."""
         self.session.stop()
-        return status_line(self.session.snapshot())
+        return status_html(status_line(self.session.snapshot()))
 
     # ------------------------------------------------------------------ the live view
+    def live(self, follow: str | None = HERE) -> dict:
+        """What the status line asks for every second (LIVE_STATUS_JS): the line itself, as HTML,
+        and a fingerprint of the rest of the view that changes whenever poll has something new to
+        send: another run or state, a preview, a KID measurement, or a new PLOT_SECONDS period of
+        training for the loss plot."""
+        own, followed, snap = self._view(follow)
+        now = _shown_now(own, snap)
+        period = self._plot_period() if snap.state in (TRAINING, FOLLOWED) else None
+        line = followed.status_line(snap) if followed else status_line(snap)
+        return {"line": status_html(line),
+                "fingerprint": repr((now.run, now.state, now.controls, now.previews, now.measured, period))}
+
     def poll(self, seen: Shown | None, follow: str | None = HERE):
         """Status, plots, samples, time-lapse and button states, each only when it changed since
         this browser tab last looked (`seen` is that tab's memory). The status line goes every
         time, the loss plot only when due (see _plot_due). `follow`: the run shown, HERE for
         this studio's own, else the name of one in the workspace, read from its folder."""
-        own = self.session.snapshot()
-        followed = self._followed_run(follow)
-        snap = followed.snapshot() if followed else own
+        own, followed, snap = self._view(follow)
         shown = seen or Shown()
-        now = Shown(run=str(snap.run_dir), state=snap.state, controls=own.state, previews=len(snap.previews),
-                    measured=(len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None),
-                    plotted_step=shown.plotted_step, plotted_at=shown.plotted_at)
+        now = replace(_shown_now(own, snap), plotted_step=shown.plotted_step, plotted_period=shown.plotted_period)
         same_run = now.run == shown.run
         step = snap.latest.step if snap.latest else 0
         if self._plot_due(shown, now, step):   # hidden while empty: an empty plot draws as a broken frame
-            plot = gr.LinePlot(_loss_frame(snap.history), visible=bool(snap.history))
-            now = replace(now, plotted_step=step, plotted_at=self.clock())
+            plot = _plot_update(gr.LinePlot, _loss_frame(snap.history), same_run and shown.plotted_step > 0)
+            now = replace(now, plotted_step=step, plotted_period=self._plot_period())
         else:
             plot = gr.skip()
         if same_run and now.measured == shown.measured:
             kid_plot = gr.skip()
         else:
-            kid_plot = gr.ScatterPlot(_kid_frame(snap.metrics), visible=bool(snap.metrics))
+            kid_plot = _plot_update(gr.ScatterPlot, _kid_frame(snap.metrics), same_run and shown.measured[0] > 0)
         if same_run and now.previews == shown.previews:
             samples = timelapse = gr.skip()
         else:
             samples, timelapse = _samples(snap), _timelapse(snap)
         buttons = [gr.skip()] * 5 if now.controls == shown.controls else _buttons(own.state)
-        status = followed.status_line(snap) if followed else status_line(snap)
+        status = status_html(followed.status_line(snap) if followed else status_line(snap))
         return status, plot, kid_plot, samples, timelapse, *buttons, now
 
     def show(self, follow: str | None):
-        """The chosen run's view, drawn afresh."""
-        return self.poll(None, follow)
+        """The chosen run's view, drawn afresh; the status line asks for that run from now on."""
+        status, *rest = self.poll(None, follow)
+        return gr.HTML(status, run=follow or HERE), *rest
+
+    def _view(self, follow: str | None) -> tuple[Snapshot, FollowedRun | None, Snapshot]:
+        """This studio's own run, the followed run's reader (None for HERE) and the run shown."""
+        own = self.session.snapshot()
+        followed = self._followed_run(follow)
+        return own, followed, followed.snapshot() if followed else own
 
     def _followed_run(self, choice: str | None) -> FollowedRun | None:
-        """None for this studio's own run; one reader per run, kept, so each poll reads only what is new."""
+        """None for this studio's own run, or for a folder that is not there (any name can be asked
+        for); one reader per run, kept, so each poll reads only what is new."""
         if choice in (None, HERE):
             return None
         run_dir = self.workspace.run_dir(choice)
+        if not run_dir.is_dir():
+            return None
         with self._followed_lock:
             return self._followed.setdefault(run_dir.name, FollowedRun(run_dir))
 
+    def _plot_period(self) -> int:
+        return int(self.clock() // PLOT_SECONDS)
+
     def _plot_due(self, shown: Shown, now: Shown, step: int) -> bool:
-        """At once for another run or state, or for a plot's first losses; else once new steps
-        are PLOT_SECONDS old, so the browser redraws it a few times a minute, not every second."""
+        """At once for another run or state, or for a plot's first losses; else once per
+        PLOT_SECONDS period while new steps come in (the status line asks at the start of each),
+        so the browser redraws it a few times a minute, not every second."""
         if (now.run, now.state) != (shown.run, shown.state):
             return True
         if step == shown.plotted_step:
             return False
-        return shown.plotted_step == 0 or self.clock() - shown.plotted_at >= PLOT_SECONDS
+        return shown.plotted_step == 0 or self._plot_period() != shown.plotted_period
+
+
+def _shown_now(own: Snapshot, snap: Snapshot) -> Shown:
+    """What a browser tab is to be shown of `snap` (and of this studio's own run, for the buttons),
+    the loss plot aside."""
+    return Shown(run=str(snap.run_dir), state=snap.state, controls=own.state, previews=len(snap.previews),
+                 measured=(len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None))
+
+
+def _plot_update(kind: type[gr.LinePlot] | type[gr.ScatterPlot], frame: pd.DataFrame, visible_now: bool):
+    """The plot's new points. As a new component only when it appears or hides: gradio rebuilds the
+    configuration of a component sent that way, which costs the server more than the points."""
+    if visible_now and len(frame):
+        return frame
+    return kind(frame, visible=bool(len(frame)))
 
 
 def _budget(unit: str, amount: float, already: int) -> Budget:
@@ -345,6 +410,11 @@ def _kid_minutes(minutes: float | None) -> float | None:
     except MetricsUnavailable as error:
         raise gr.Error(f"{error}. Or set the quality measurement to 0 minutes.") from None
     return float(minutes)
+
+
+def status_html(line: str) -> str:
+    """A status line, whose only markup is **bold**, as the HTML the page shows."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(line))
 
 
 def status_line(snap: Snapshot) -> str:
