@@ -127,7 +127,7 @@ def markdown_table(results: dict[str, list[dict]]) -> str:
         cells = [f"{results[n][i]['kid'] * 1000:.1f} ± {results[n][i]['kid_std'] * 1000:.1f} ({results[n][i]['fid']:.0f})"
                  for n in names]
         lines.append(f"| {row['minutes']:.1f} min | " + " | ".join(cells) + " |")
-    lines.append(f"| steps | " + " | ".join(f"{results[n][-1]['step']:,}" for n in names) + " |")
+    lines.append("| steps | " + " | ".join(f"{results[n][-1]['step']:,}" for n in names) + " |")
     return "\n".join(lines)
 
 

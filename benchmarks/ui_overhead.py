@@ -1,25 +1,35 @@
 """What watching costs: training speed with and without a browser tab open on the Train tab.
 
-    python benchmarks/ui_overhead.py DATASET_DIR [--res 64] [--seconds 60]
+    python benchmarks/ui_overhead.py DATASET_DIR [--res 64] [--seconds 60] [--rounds 2]
 
 Serves the studio on 127.0.0.1 and starts one training run in it, then measures images per
-second of wall time in five windows of the same run: no page open, Debian's Chromium (headless,
-through Playwright) showing the Train tab as it polls, plots and shows samples, no page again,
-Chromium showing a gradio page of one line of text and no events, served as the studio serves
-its own (what any page costs), and no page at last. Each page is compared with the two windows beside it, so that the
-run's own drift (its speed changes as it trains) is not taken for the page's cost. On two cores
-the browser and the studio's polling compete with training for the CPU; this says how much. A
-checkpoint is written every 5 minutes of training, inside one of the windows; keep the windows
-short next to that (the default 60 s). The last line printed is JSON.
+second in windows of the same run: no page open, then `--rounds` times over: Debian's Chromium
+(headless, through Playwright) showing the Train tab as it polls, plots and shows samples; no
+page; Chromium showing a gradio page of one line of text and no events, served as the studio
+serves its own (what any page costs); no page. Each page is compared with the two windows beside
+it, so that the run's own drift (its speed changes as it trains) is not taken for the page's cost.
+The run keeps the studio's cadence (a preview every 30 s) but writes no checkpoint, which would
+land in one window or another.
+
+Each window is timed from the end of one training step to the end of another, so no part-step
+is counted. Beside the speed it gives the CPU each window used outside training, in cores: all of
+Chromium's processes, and the studio's own threads other than the training thread and its
+OpenMP workers (the server, the poll). On two cores these compete with training; this says how
+much. The last line printed is JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -28,6 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import ARGS, CHROMIUM, free_port  # noqa: E402  (the tests' Playwright helpers)
 
 WARM_UP_SECONDS = 20
+NO_PAGE, TRAIN_TAB, EMPTY_PAGE = "no page", "Train tab open", "empty gradio page"
+TICKS = os.sysconf("SC_CLK_TCK")
+LOOK = 0.05      # seconds between looks at the step count: a step takes over 100 ms on a CPU
+
+
+@dataclass
+class Window:
+    name: str
+    images_per_s: float
+    chromium_cores: float
+    server_cores: float
 
 
 def images_seen(session) -> int:
@@ -35,11 +56,69 @@ def images_seen(session) -> int:
     return latest.images_seen if latest else 0
 
 
-def window(session, seconds: float) -> float:
-    """Images per second of wall time over the next `seconds`."""
-    start_images, start = images_seen(session), time.monotonic()
-    time.sleep(seconds)
-    return (images_seen(session) - start_images) / (time.monotonic() - start)
+def next_step(session, after: int) -> tuple[int, float]:
+    """The images seen once a step ends after `after` of them, and when (looked for every LOOK seconds)."""
+    while (seen := images_seen(session)) == after:
+        time.sleep(LOOK)
+    return seen, time.monotonic()
+
+
+def cpu_seconds(stat: Path) -> float:
+    """User and system time of a /proc stat file (the fields after the command's closing bracket)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def chromium_seconds() -> dict[int, float]:
+    """CPU seconds of each running Chromium process started from this one."""
+    seconds = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if "chromium" in (entry / "comm").read_text() and _descends_from_us(entry):
+                    seconds[int(entry.name)] = cpu_seconds(entry / "stat")
+            except OSError:          # it ended while being read
+                pass
+    return seconds
+
+
+def _descends_from_us(entry: Path) -> bool:
+    pid = int(entry.name)
+    while pid > 1:
+        pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        if pid == os.getpid():
+            return True
+    return False
+
+
+def training_seconds(session) -> float:
+    """CPU seconds of the training thread and of the threads Python did not start: its OpenMP
+    workers (those of an event's render end with the event: studio/ui/event_threads.py)."""
+    python_threads = {thread.native_id for thread in threading.enumerate()} - {session._thread.native_id}
+    total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        if int(task.name) not in python_threads:
+            try:
+                total += cpu_seconds(task / "stat")
+            except OSError:
+                pass
+    return total
+
+
+def window(session, name: str, seconds: float) -> Window:
+    """Images per second over about `seconds`, from the end of one step to the end of the last
+    step before the time is up, and the CPU used meanwhile outside training."""
+    first_images, first_time = next_step(session, images_seen(session))
+    chromium_before, process_before, training_before = chromium_seconds(), sum(os.times()[:2]), training_seconds(session)
+    last_images, last_time = first_images, first_time
+    while time.monotonic() < first_time + seconds:
+        time.sleep(LOOK)
+        if (seen := images_seen(session)) != last_images:
+            last_images, last_time = seen, time.monotonic()
+    elapsed = last_time - first_time
+    chromium = sum(now - chromium_before.get(pid, 0.0) for pid, now in chromium_seconds().items())
+    server = (sum(os.times()[:2]) - process_before) - (training_seconds(session) - training_before)
+    return Window(name, (last_images - first_images) / elapsed, chromium / elapsed, server / elapsed)
 
 
 def empty_page():
@@ -64,16 +143,17 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--res", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=60, help="length of each measuring window")
+    parser.add_argument("--rounds", type=int, default=2, help="how many times each page is shown")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="studio_overhead_") as workspace:
         os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(workspace) / "gradio"))   # before gradio loads
         from studio.config import TrainConfig
         from studio.run import Budget
-        from studio.session import FAILED, TrainingSession
+        from studio.session import FAILED, STUDIO_CADENCE, TrainingSession
         from studio.ui.app import build_app, launch_options
 
-        session = TrainingSession()
+        session = TrainingSession(replace(STUDIO_CADENCE, checkpoint_minutes=24 * 60))
         demo = build_app(Path(workspace), session)
         demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                     **launch_options(Path(workspace)))
@@ -86,23 +166,47 @@ def main() -> None:
                 time.sleep(1)
             time.sleep(WARM_UP_SECONDS)
             with sync_playwright() as playwright:
-                speeds = {"no page": window(session, args.seconds),
-                          "Train tab open": page_window(playwright, session, args.seconds, demo.local_url, train_tab),
-                          "no page again": window(session, args.seconds),
-                          "empty gradio page": empty_page_window(playwright, session, args.seconds),
-                          "no page at last": window(session, args.seconds)}
+                windows: list[Window] = []
+
+                def shown(measured: Window) -> None:
+                    windows.append(measured)
+                    print_window(len(windows), measured)
+
+                shown(window(session, NO_PAGE, args.seconds))
+                for _ in range(args.rounds):
+                    shown(page_window(playwright, session, args.seconds, demo.local_url, train_tab))
+                    shown(window(session, NO_PAGE, args.seconds))
+                    shown(empty_page_window(playwright, session, args.seconds))
+                    shown(window(session, NO_PAGE, args.seconds))
         finally:
             session.stop()
             demo.close()
 
-    # Each page's window against the mean of the two beside it: the run's speed drifts as it trains.
-    tab = speeds["Train tab open"] / ((speeds["no page"] + speeds["no page again"]) / 2)
-    blank = speeds["empty gradio page"] / ((speeds["no page again"] + speeds["no page at last"]) / 2)
-    for name, speed in speeds.items():
-        print(f"{name:>17}: {speed:5.1f} images/s")
-    print(f"with the Train tab open: {tab:.2f}x the speed without; with an empty gradio page: {blank:.2f}x")
-    print(json.dumps({"dataset": str(args.dataset), "resolution": args.res, "images_per_s": speeds,
-                      "ratio_open_to_closed": tab, "ratio_empty_page_to_closed": blank}))
+    ratios = page_ratios(windows)
+    for page, values in ratios.items():
+        print(f"{page}: {', '.join(f'{value:.3f}x' for value in values)} the speed without "
+              f"(mean {statistics.mean(values):.3f}x)")
+    print(json.dumps({"dataset": str(args.dataset), "resolution": args.res, "seconds": args.seconds,
+                      "images_per_s": {f"{i} · {w.name}": w.images_per_s for i, w in enumerate(windows, 1)},
+                      "windows": [asdict(w) for w in windows],
+                      "ratio_open_to_closed": statistics.mean(ratios[TRAIN_TAB]),
+                      "ratio_empty_page_to_closed": statistics.mean(ratios[EMPTY_PAGE]),
+                      "ratios": ratios}))
+
+
+def page_ratios(windows: list[Window]) -> dict[str, list[float]]:
+    """Each page window's speed against the mean of the two no-page windows beside it: the run's
+    speed drifts as it trains."""
+    ratios = {TRAIN_TAB: [], EMPTY_PAGE: []}
+    for before, page, after in zip(windows, windows[1:], windows[2:]):
+        if page.name in ratios:
+            ratios[page.name].append(page.images_per_s / ((before.images_per_s + after.images_per_s) / 2))
+    return ratios
+
+
+def print_window(number: int, w: Window) -> None:
+    print(f"{number:2d} {w.name:>17}: {w.images_per_s:5.2f} images/s; outside training: Chromium "
+          f"{w.chromium_cores:.3f} cores, the studio's server {w.server_cores:.3f}", flush=True)
 
 
 def train_tab(page) -> None:
@@ -110,25 +214,48 @@ def train_tab(page) -> None:
     page.locator("#loss-plot canvas, #loss-plot svg").first.wait_for(timeout=120_000)
 
 
-def empty_page_window(playwright, session, seconds: float) -> float:
+def empty_page_window(playwright, session, seconds: float) -> Window:
     """page_window on an empty page, its server running only for that window."""
     empty = empty_page()
     try:
-        return page_window(playwright, session, seconds, empty.local_url, lambda page: page.locator("#empty").wait_for())
+        return page_window(playwright, session, seconds, empty.local_url, lambda page: page.locator("#empty").wait_for(),
+                           EMPTY_PAGE)
     finally:
         empty.close()
 
 
-def page_window(playwright, session, seconds: float, url: str, ready) -> float:
-    """Images per second while Chromium shows `url`, once `ready(page)` has returned."""
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-    try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        ready(page)
-        return window(session, seconds)
-    finally:
-        browser.close()
+def page_window(playwright, session, seconds: float, url: str, ready, name: str = TRAIN_TAB) -> Window:
+    """A window while Chromium shows `url`, once `ready(page)` has returned. Playwright sets the
+    page up, then lets go of the browser before the window starts: its driver answers for every
+    request and frame of a page it holds, at a cost of its own that a person's browser does not
+    have."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="studio_overhead_chromium_", ignore_cleanup_errors=True) as profile:
+        chromium = subprocess.Popen([str(CHROMIUM), *ARGS, "--window-size=1400,1000", f"--user-data-dir={profile}",
+                                     f"--remote-debugging-port={port}", "about:blank"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            browser = connected(playwright, port)
+            page = browser.contexts[0].pages[0]
+            page.goto(url)
+            ready(page)
+            browser.close()            # for a browser connected to, this lets go of it; it goes on
+            return window(session, name, seconds)
+        finally:
+            os.killpg(chromium.pid, signal.SIGTERM)      # Chromium and the processes it started
+            chromium.wait()
+
+
+def connected(playwright, port: int, timeout: float = 60):
+    """Playwright connected to the Chromium listening on `port`, once it listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return playwright.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 if __name__ == "__main__":
