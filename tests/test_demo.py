@@ -18,7 +18,8 @@ from studio.session import FINISHED, TrainingSession
 from studio.ui import train_tab
 from studio.ui.dataset_tab import EMPTY, DatasetTab
 from studio.ui.explore_tab import NOTHING_YET, ExploreTab
-from studio.ui.train_tab import NEW_MODEL, TrainTab, status_line
+from studio.ui.train_tab import NEW_MODEL, TrainTab
+from studio.ui.train_view import status_line
 from studio.workspace import Workspace
 
 DEMO_FILE = demo.MODEL / "generator.safetensors"

@@ -22,7 +22,7 @@ from studio.files import append_json_lines, read_json_lines
 from studio.run import Budget, Cadence, TrainingRun
 from studio.run_folder import read_log
 from studio.session import FAILED, FINISHED, TRAINING, TrainingSession
-from studio.ui.train_tab import status_line
+from studio.ui.train_view import status_line
 
 NO_SPACE = "No space left on device"
 AT_ONCE = Cadence(checkpoint_minutes=0, preview_minutes=0, log_every_steps=1, disk_full_retry_seconds=0)

@@ -259,7 +259,7 @@ def test_divergence_before_the_first_checkpoint_starts_again_from_step_0(dataset
 
 # ---------------------------------------------------------------- it says so
 def test_the_studio_status_line_says_it_rolled_back(dataset32, tmp_path, monkeypatch):
-    from studio.ui.train_tab import status_line
+    from studio.ui.train_view import status_line
 
     nan_generator_loss(monkeypatch, when=lambda call: call == 3)
     session = TrainingSession(cadence=FAST_CADENCE)

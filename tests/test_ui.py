@@ -41,8 +41,8 @@ from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_directions import DIRECTIONS_SHOWN
 from studio.ui.explore_tab import LIVE, ExploreTab
 from studio.ui.explore_walk import TIMING_HEADERS
-from studio.ui.train_tab import HERE, PLOT_POINTS, PLOT_SECONDS, TIMELAPSE_SHOWN, TrainTab, _loss_frame, _timelapse, \
-    status_line
+from studio.ui.train_tab import HERE, PLOT_SECONDS, TrainTab
+from studio.ui.train_view import PLOT_POINTS, TIMELAPSE_SHOWN, loss_frame, status_line, timelapse_grids
 from studio.workspace import Workspace, folder_name
 
 
@@ -205,7 +205,7 @@ def test_the_status_line_asks_for_more_only_when_there_is_more_to_show(workspace
 def test_a_long_runs_loss_curves_are_averaged_into_a_few_hundred_points():
     history = [{"step": step, "loss_g": float(step % 2), "loss_d": 1.0, "augment_p": 0.0}
                for step in range(1, 4001)]
-    frame = _loss_frame(history)
+    frame = loss_frame(history)
     g = frame[frame["series"] == "G loss"]
     assert 100 < len(g) <= PLOT_POINTS + 1 and g["step"].iloc[-1] == 4000   # the newest step stays
     assert (g["value"].iloc[1:-1] == 0.5).all()          # whole bins: alternating 0 and 1 average out
@@ -215,7 +215,7 @@ def test_a_long_runs_loss_curves_are_averaged_into_a_few_hundred_points():
 def test_the_averaged_loss_curve_stays_put_as_the_run_goes_on():
     history = [{"step": step, "loss_g": float(step % 7), "loss_d": 1.0, "augment_p": 0.0}
                for step in range(1, 3101)]
-    before, after = _loss_frame(history[:3000]), _loss_frame(history)
+    before, after = loss_frame(history[:3000]), loss_frame(history)
     g_before, g_after = (frame[frame["series"] == "G loss"] for frame in (before, after))
     done = len(g_before) - 1                              # the newest bin of `before` was still filling
     assert g_after.iloc[:done].equals(g_before.iloc[:done])
@@ -653,7 +653,7 @@ def test_python_dash_m_studio_serves_and_ctrl_c_saves_the_training(tmp_path, sha
 
 def test_the_time_lapse_spans_the_whole_run(tmp_path):
     previews = [tmp_path / f"step-{step:09d}.png" for step in range(10, 210, 10)]
-    shown = [caption for _, caption in _timelapse(Snapshot(previews=previews))]
+    shown = [caption for _, caption in timelapse_grids(Snapshot(previews=previews))]
     assert len(shown) == TIMELAPSE_SHOWN
     assert shown[0] == "step 10" and shown[-1] == "step 200"
     assert len(set(shown)) == TIMELAPSE_SHOWN
