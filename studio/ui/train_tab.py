@@ -246,7 +246,7 @@ class TrainTab:
                                _kid_minutes(kid_minutes), start_from=source)
         except (ConfigError, DatasetError, CheckpointError, SessionBusy) as error:
             raise gr.Error(str(error)) from None
-        return status_html(status_line(self.session.snapshot()))
+        return self._status()
 
     def train_demo(self) -> str:
         """A new model on the demo dataset: DEMO_CONFIG for DEMO_BUDGET."""
@@ -258,7 +258,7 @@ class TrainTab:
             self.session.start(dataset_dir, run_dir, DEMO_CONFIG, DEMO_BUDGET)
         except SessionBusy as error:
             raise gr.Error(str(error)) from None
-        return status_html(status_line(self.session.snapshot()))
+        return self._status()
 
     def resume(self, run_name: str | None, unit: str, amount: float, kid_minutes: float | None = 0) -> str:
         if not run_name:
@@ -269,19 +269,23 @@ class TrainTab:
                                 kid_minutes=_kid_minutes(kid_minutes))
         except SessionBusy as error:
             raise gr.Error(str(error)) from None
-        return status_html(status_line(self.session.snapshot()))
+        return self._status()
 
     def pause(self) -> str:
         self.session.pause()
-        return status_html(status_line(self.session.snapshot()))
+        return self._status()
 
     def unpause(self) -> str:
         self.session.unpause()
-        return status_html(status_line(self.session.snapshot()))
+        return self._status()
 
     def stop(self) -> str:
         """Returns once the run has saved its checkpoint."""
         self.session.stop()
+        return self._status()
+
+    def _status(self) -> str:
+        """The status line of this studio's own run, as a button's answer shows it."""
         return status_html(status_line(self.session.snapshot()))
 
     # ------------------------------------------------------------------ the live view
