@@ -41,7 +41,7 @@ from studio.ui.dataset_tab import DatasetTab
 from studio.ui.explore_directions import DIRECTIONS_SHOWN
 from studio.ui.explore_tab import LIVE, ExploreTab
 from studio.ui.explore_walk import TIMING_HEADERS
-from studio.ui.train_tab import HERE, PLOT_SECONDS, TrainTab
+from studio.ui.train_tab import HERE, NEW_MODEL, PLOT_SECONDS, TrainTab
 from studio.ui.train_view import PLOT_POINTS, TIMELAPSE_SHOWN, loss_frame, status_line, timelapse_grids
 from studio.workspace import Workspace, folder_name
 
@@ -114,7 +114,7 @@ def test_ingest_options_that_clash_with_the_dataset_are_explained(workspace, ing
 # ---------------------------------------------------------------- train tab
 def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session, ingested):
     tab = TrainTab(workspace, session)
-    dataset, earlier, start_from, follow, plot, kid_plot, seen = tab.refresh(None)
+    dataset, earlier, start_from, follow = tab.refresh(None)
     assert dataset.value == ingested
     tab.start(**settings(ingested))
     wait_for(lambda: session.snapshot().state == FINISHED)
@@ -148,10 +148,8 @@ class Handing:
         self.seconds = seconds
 
 
-def plotted_steps(plot) -> list[int]:
-    """The steps a poll's loss plot holds, sent as a component (when it appears) or as points."""
-    if isinstance(plot, pd.DataFrame):
-        return sorted(set(plot["step"]))
+def plotted_steps(plot: gr.LinePlot) -> list[int]:
+    """The steps a poll's loss plot holds."""
     return sorted(set(step for step, _, _ in plot.value["data"]))
 
 
@@ -167,7 +165,10 @@ def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(work
         nonlocal seen
         handing.at(seconds, step, **changes)
         status, plot, *_, seen = tab.poll(seen)
-        return status, None if isinstance(plot, type(gr.skip())) else max(plotted_steps(plot), default=0)
+        if isinstance(plot, type(gr.skip())):
+            return status, None
+        assert plot.visible == bool(step)       # said every time: a plot hidden by a crossing event shows again
+        return status, max(plotted_steps(plot), default=0)
 
     assert poll(0, 0) == ("Training <strong>run</strong>", 0)        # hidden, until the first losses
     assert poll(1, 1)[1] == 1                                        # which go at once
@@ -179,6 +180,20 @@ def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(work
     status, plotted = poll(1 + 3 * PLOT_SECONDS, 11, state=PAUSED)
     assert status.startswith("Paused <strong>run</strong> · step 11") and plotted == 11     # at once
     assert poll(2 + 3 * PLOT_SECONDS, 3, run="other")[1] == 3        # another run: at once
+
+
+def test_choices_made_while_the_train_tab_refreshes_stay_made(workspace, session, ingested, tiny_run_dir):
+    shutil.copytree(tiny_run_dir, workspace.run_dir("tiny"))
+    (workspace.run_dir("tiny") / "log.jsonl").touch()    # so it can be followed too
+    tab = TrainTab(workspace, session)
+    answer = tab.refresh(None, None, None, None)        # a first look: every dropdown gets a value
+    assert [shown_after(update, None) for update in answer] == [ingested, None, NEW_MODEL, HERE]
+    asked_with = (ingested, "tiny", "tiny", "tiny")     # as the tab opened; the artist may pick others since
+    assert all(shown_after(update, "picked since") == "picked since" for update in tab.refresh(*asked_with))
+    assert all("tiny" in dict(update.choices).values() for update in answer[1:])    # the lists are new all the same
+    shutil.rmtree(workspace.run_dir("tiny"))
+    dataset, earlier, start_from, follow = tab.refresh(*asked_with)
+    assert [shown_after(update, "tiny") for update in (earlier, start_from, follow)] == [None, NEW_MODEL, HERE]  # gone
 
 
 def test_the_status_line_asks_for_more_only_when_there_is_more_to_show(workspace):
@@ -341,8 +356,8 @@ def test_the_train_tab_follows_a_run_another_process_trains_into_the_workspace(w
     try:
         wait_for(lambda: (run_dir / "log.jsonl").exists() or process.poll() is not None, timeout=120)
         assert (run_dir / "log.jsonl").exists(), "".join(lines)
-        follow = tab.refresh(None)[3]
-        assert follow.value == HERE and ("server", "server") in follow.choices
+        follow = tab.refresh(None, NEW_MODEL, HERE)[3]
+        assert shown_after(follow, HERE) == HERE and ("server", "server") in follow.choices
         status, plot, kid_plot, samples, timelapse, *buttons, seen = tab.show("server")
         assert status.value.startswith("Following <strong>server</strong> from its folder, read-only")
         assert status.props["run"] == "server"                              # what the line asks for now

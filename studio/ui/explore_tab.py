@@ -21,6 +21,7 @@ from ..run import RunError, recorded_dataset
 from ..run_folder import preview_step
 from ..session import TrainingSession
 from ..workspace import Workspace
+from .dropdowns import keeping
 from .explore_directions import DirectionsPanel
 from .explore_panels import BlendPanel, BreedPanel, ProjectPanel
 from .explore_walk import TIMING_HINT, WalkPanel, keyframe_pictures
@@ -106,18 +107,13 @@ class ExploreTab:
 
     # ------------------------------------------------------------------ samples
     def refresh(self, current: str | None):
-        """The model list as it is now. While `current` is still in it, the dropdown's value is
-        left as the page has it: `current` is the value from when the refresh was asked for, and
-        the artist may have picked another model since, which sending `current` back would undo.
-        Otherwise the live run is picked once it has samples, else the newest saved run."""
+        """The model list as it is now, the model picked kept while it is in it (keeping); else
+        the live run once it has samples, else the newest saved run."""
         snap = self.session.snapshot()
+        saved = self.workspace.run_names()
         choices = [(f"Current training run ({snap.run_dir.name})", LIVE)] if snap.run_dir else []
-        choices += [(name, name) for name in self.workspace.run_names()]
-        values = [value for _, value in choices]
-        if current in values:
-            return gr.Dropdown(choices=choices)
-        live_ready = snap.samples is not None
-        return gr.Dropdown(choices=choices, value=LIVE if live_ready else next((v for v in values if v != LIVE), None))
+        choices += [(name, name) for name in saved]
+        return keeping(choices, current, LIVE if snap.samples is not None else next(iter(saved), None))
 
     def show(self, choice: str | None, seeds: list[int], current: dict | int | None, keyframes: list, psi: float):
         """Samples, status line, keyframes and the selected sample (the one picked before, at this

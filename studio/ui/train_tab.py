@@ -33,6 +33,7 @@ from ..packaged import WeightsUnavailable
 from ..run import Budget, default_kid_minutes
 from ..session import ACTIVE_STATES, PAUSED, TRAINING, SessionBusy, Snapshot, TrainingSession
 from ..workspace import Workspace, folder_name, run_step
+from .dropdowns import keeping
 from .train_view import TIMELAPSE_SHOWN, kid_frame, loss_frame, newest_samples, status_html, status_line, timelapse_grids
 
 RESOLUTIONS = (32, 64, 128, 256)
@@ -45,16 +46,17 @@ DEMO_BUDGET = Budget(minutes=10)     # what "Train the demo" trains for: enough 
 DEMO_CONFIG = TrainConfig(resolution=64)   # and how: the default recipe, at the demo's size
 # The status line's own loop, run once by gradio in the page (`element`, `props`, `server` and
 # `trigger` are gr.HTML's): the line as the server has it now, every second while it is on screen,
-# and the `tick` event, which sends the rest of the view, whenever the rest's fingerprint changes.
-# The line is written straight into the element: setting props.value would also re-render the
+# and the `tick` event, which sends the rest of the view, whenever the rest's fingerprint changes
+# (so also as soon as the tab is shown again after something changed out of sight). The line is written straight into the element: setting props.value would also re-render the
 # component and fire its change event through gradio, every second, for one line of text.
 LIVE_STATUS_JS = """
 let fingerprint = null;
+const onScreen = () => !document.hidden && element.offsetParent !== null;
 const look = async () => {
-  if (document.hidden || element.offsetParent === null) return;    // not on screen
+  if (!onScreen()) return;
   const live = await server.live(props.run);
   if (element.innerHTML !== live.line) element.innerHTML = live.line;
-  if (live.fingerprint !== fingerprint) {
+  if (live.fingerprint !== fingerprint && onScreen()) {    // a plot drawn in a hidden tab has no size
     fingerprint = live.fingerprint;
     trigger('tick');
   }
@@ -185,15 +187,15 @@ class TrainTab:
         # not a queue's round trips, and no loading state on the components it updates.
         status.tick(self.poll, [seen, follow], view, api_name="train_poll", show_progress="hidden", queue=False)
         follow.input(self.show, follow, view, api_name="train_follow", show_progress="hidden")
-        tab.select(self.refresh, [dataset, start_from, follow],
-                   [dataset, earlier, start_from, follow, plot, kid_plot, seen], api_name="train_tab") \
-            .then(self.poll, [seen, follow], view, show_progress="hidden", queue=False)
+        tab.select(self.refresh, [dataset, start_from, follow, earlier], [dataset, earlier, start_from, follow],
+                   api_name="train_tab")
 
     # ------------------------------------------------------------------ commands
-    def refresh(self, current: str | None, current_start: str | None = NEW_MODEL, current_follow: str | None = HERE):
-        """The dataset and run lists as they are on disk now (the newest dataset by default). The
-        plots are hidden and the live view forgotten, so the next poll draws them afresh: one
-        drawn while its tab was hidden keeps a height of zero."""
+    def refresh(self, dataset: str | None, start_from: str | None = NEW_MODEL, follow: str | None = HERE,
+                earlier: str | None = None):
+        """The dataset, model and run lists as they are on disk now; each choice made stays while
+        it is still listed (keeping), else the newest dataset, a new model, this studio's own run
+        and no earlier run. The live view is left alone: the status line brings it up to date."""
         datasets = self.workspace.dataset_names()
         runs = [(f"{name} · step {run_step(self.workspace.run_dir(name))}", name)
                 for name in self.workspace.run_names(resumable=True)]
@@ -201,12 +203,8 @@ class TrainTab:
             (f"{name} · the demo model" if demo.is_demo(self.workspace.run_dir(name)) else name, name)
             for name in self.workspace.run_names()]
         shown = [self._here_choice()] + [(name, name) for name in self.workspace.logged_run_names()]
-        value = current if current in datasets else next(iter(datasets), None)
-        start = current_start if current_start in [choice for _, choice in models] else NEW_MODEL
-        follow = current_follow if current_follow in [choice for _, choice in shown] else HERE
-        return (gr.Dropdown(choices=datasets, value=value), gr.Dropdown(choices=runs, value=None),
-                gr.Dropdown(choices=models, value=start), gr.Dropdown(choices=shown, value=follow),
-                gr.LinePlot(visible=False), gr.ScatterPlot(visible=False), None)
+        return (keeping([(name, name) for name in datasets], dataset, next(iter(datasets), None)),
+                keeping(runs, earlier, None), keeping(models, start_from, NEW_MODEL), keeping(shown, follow, HERE))
 
     @staticmethod
     def _new_model_choice() -> tuple[str, str]:
@@ -311,15 +309,15 @@ class TrainTab:
         now = replace(_shown_now(own, snap), plotted_step=shown.plotted_step, plotted_period=shown.plotted_period)
         same_run = now.run == shown.run
         step = snap.latest.step if snap.latest else 0
-        if self._plot_due(shown, now, step):   # hidden while empty: an empty plot draws as a broken frame
-            plot = _plot_update(gr.LinePlot, loss_frame(snap.history), same_run and shown.plotted_step > 0)
+        if self._plot_due(shown, now, step):
+            plot = _plot(gr.LinePlot, loss_frame(snap.history))
             now = replace(now, plotted_step=step, plotted_period=self._plot_period())
         else:
             plot = gr.skip()
         if same_run and now.measured == shown.measured:
             kid_plot = gr.skip()
         else:
-            kid_plot = _plot_update(gr.ScatterPlot, kid_frame(snap.metrics), same_run and shown.measured[0] > 0)
+            kid_plot = _plot(gr.ScatterPlot, kid_frame(snap.metrics))
         if same_run and now.previews == shown.previews:
             samples = timelapse = gr.skip()
         else:
@@ -371,11 +369,9 @@ def _shown_now(own: Snapshot, snap: Snapshot) -> Shown:
                  measured=(len(snap.metrics), snap.metrics[-1]["step"] if snap.metrics else None))
 
 
-def _plot_update(kind: type[gr.LinePlot] | type[gr.ScatterPlot], frame: pd.DataFrame, visible_now: bool):
-    """The plot's new points. As a new component only when it appears or hides: gradio rebuilds the
-    configuration of a component sent that way, which costs the server more than the points."""
-    if visible_now and len(frame):
-        return frame
+def _plot(kind: type[gr.LinePlot] | type[gr.ScatterPlot], frame: pd.DataFrame):
+    """The plot's points, hidden while it has none (an empty plot draws as a broken frame). Its
+    visibility goes every time, so a plot that a tab's events hid (they can cross) shows again."""
     return kind(frame, visible=bool(len(frame)))
 
 
