@@ -82,6 +82,31 @@ def test_an_idle_page_asks_for_almost_no_frames(page):
     wait_for(lambda: frames_in_3_seconds() <= 3, timeout=60)
 
 
+# Counts the timers the page sets.
+COUNT_TIMERS = """window.timersSet = 0;
+const setTimer = window.setTimeout.bind(window);
+window.setTimeout = (...args) => { window.timersSet++; return setTimer(...args); };"""
+
+
+def test_an_idle_page_stays_idle_after_many_events(page):
+    """Every event leaves its status trackers' timers waiting for a tracker on screen
+    (paced_frames.py): they wait together, so a page open all day, polled and clicked, costs no
+    more to keep open than a new one."""
+    def timers_in_3_seconds() -> int:
+        before = page.evaluate("window.timersSet")
+        page.wait_for_timeout(3000)
+        return page.evaluate("window.timersSet") - before
+
+    page.add_init_script(COUNT_TIMERS)
+    page.reload()
+    page.wait_for_function(SETTLED)
+    for _ in range(5):            # each tab's opening runs events whose outputs have trackers
+        for tab in ("2 · Train", "3 · Explore", "1 · Dataset"):
+            page.get_by_role("tab", name=tab).click()
+            page.wait_for_function(SETTLED)
+    wait_for(lambda: timers_in_3_seconds() <= 9, timeout=60)     # a look and the status line's, each second
+
+
 def test_the_train_tab_asks_the_server_little_and_only_while_it_is_shown(page):
     """What watching costs is taken from training on a laptop (README, "Speed"): the status line
     asks for one small answer a second, fires the view's dearer event only when there is something
