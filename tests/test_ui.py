@@ -141,10 +141,12 @@ class Handing:
     def snapshot(self) -> Snapshot:
         return self.snap
 
-    def at(self, seconds: float, step: int, state: str = TRAINING, run: str = "run") -> None:
+    def at(self, seconds: float, step: int, state: str = TRAINING, run: str = "run", previews: tuple = ()) -> None:
+        """The run at `step`, with previews taken at the steps `previews`."""
         history = [{"step": s, "loss_g": 1.0, "loss_d": 0.5, "augment_p": 0.0} for s in range(1, step + 1)]
         latest = StepStats(step, 8 * step, 1.0, 0.5, 0.0, None, 0.0, 0.5, 0.2) if step else None
-        self.snap = Snapshot(state=state, run_dir=Path(run), history=history, latest=latest, images_per_s=40.0)
+        self.snap = Snapshot(state=state, run_dir=Path(run), history=history, latest=latest, images_per_s=40.0,
+                             previews=[Path(run, "samples", f"step-{s:06d}.png") for s in previews])
         self.seconds = seconds
 
 
@@ -154,9 +156,10 @@ def plotted_steps(plot: gr.LinePlot) -> list[int]:
 
 
 def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(workspace):
-    """The browser's redraw of the loss plot is what costs training most on two cores: it is sent
-    once per PLOT_SECONDS period while steps come in, but at once when there is something else
-    to see (first losses, a pause, another run), and the status line every time."""
+    """The browser's redraws of the loss plot and the galleries are what cost training most on two
+    cores: the plot goes with each preview, so they are redrawn together, or once per PLOT_SECONDS
+    period for a run that previews less often; at once when there is something else to see (first
+    losses, a pause, another run); and the status line every time."""
     handing = Handing()
     tab = TrainTab(workspace, handing, clock=lambda: handing.seconds)
     seen = None
@@ -174,10 +177,12 @@ def test_the_status_goes_every_second_and_the_loss_plot_when_due_or_changed(work
     assert poll(1, 1)[1] == 1                                        # which go at once
     status, plotted = poll(2, 2)
     assert "step 2" in status and plotted is None                    # the status every second, the plot not
-    assert poll(PLOT_SECONDS - 0.5, 9)[1] is None
-    assert poll(PLOT_SECONDS, 10)[1] == 10                           # due: a new period
+    assert poll(5, 5, previews=(5,))[1] == 5                        # with a preview
+    assert poll(6, 6, previews=(5,))[1] is None
+    assert poll(PLOT_SECONDS - 0.5, 9, previews=(5,))[1] is None
+    assert poll(PLOT_SECONDS, 10, previews=(5,))[1] == 10           # due: a new period
     assert poll(3 * PLOT_SECONDS, 10)[1] is None                     # nothing new, nothing sent
-    status, plotted = poll(1 + 3 * PLOT_SECONDS, 11, state=PAUSED)
+    status, plotted = poll(1 + 3 * PLOT_SECONDS, 11, state=PAUSED, previews=(5,))
     assert status.startswith("Paused <strong>run</strong> · step 11") and plotted == 11     # at once
     assert poll(2 + 3 * PLOT_SECONDS, 3, run="other")[1] == 3        # another run: at once
 
@@ -198,7 +203,7 @@ def test_choices_made_while_the_train_tab_refreshes_stay_made(workspace, session
 
 def test_the_status_line_asks_for_more_only_when_there_is_more_to_show(workspace):
     """The page asks every second for the line and a fingerprint, and fires the dearer poll only
-    when the fingerprint changes: not for each step, but for a new plot period, state or run."""
+    when the fingerprint changes: not for each step, but for a preview, a plot period, a state or a run."""
     handing = Handing()
     tab = TrainTab(workspace, handing, clock=lambda: handing.seconds)
 
@@ -210,6 +215,7 @@ def test_the_status_line_asks_for_more_only_when_there_is_more_to_show(workspace
     second = live(2, 2)
     assert second["line"] == tab.poll(None)[0] and "step 2" in second["line"]     # the line as poll sends it
     assert second["fingerprint"] == first["fingerprint"]                          # a step alone: nothing more
+    assert live(3, 3, previews=(3,))["fingerprint"] != second["fingerprint"]      # a preview, and the plot with it
     assert live(PLOT_SECONDS, 10)["fingerprint"] != second["fingerprint"]          # the loss plot is due
     paused = live(PLOT_SECONDS + 1, 11, state=PAUSED)
     assert live(5 * PLOT_SECONDS, 11, state=PAUSED)["fingerprint"] == paused["fingerprint"]   # a pause is still

@@ -6,8 +6,9 @@ laptop's two cores whatever the page costs the browser and the server is taken f
 asks the server by itself, once a second, for the line and a fingerprint of the rest
 (LIVE_STATUS_JS, a plain request); only when the fingerprint changes does it fire the event that
 sends the rest: the plots, samples, time-lapse and buttons, each only when it changed for that
-browser tab. The loss plot, whose redraw is the page's dearest work, is sent once per PLOT_SECONDS
-while steps come in, and the line stops asking while the Train tab is not on screen.
+browser tab. The loss plot, whose redraw is with the galleries' the page's dearest work, goes with
+each preview (one redraw of the page every half minute, not two), and the line stops asking while
+the Train tab is not on screen.
 
 The same view can follow any other run in the workspace instead, read from its folder as another
 process writes it (followed.py): read-only, the buttons still act on this studio's own run.
@@ -39,7 +40,7 @@ from .train_view import TIMELAPSE_SHOWN, kid_frame, loss_frame, newest_samples, 
 RESOLUTIONS = (32, 64, 128, 256)
 DISCRIMINATOR_CHOICES = [("Projected (pretrained features)", "projected"), ("FastGAN", "fastgan")]
 MODEL_SIZES = [("Tiny · 8", 8), ("Small · 16", 16), ("Medium · 32", 32), ("Large · 64", 64)]
-PLOT_SECONDS = 30.0          # the loss plot's newest steps are at most about this old while a run goes on
+PLOT_SECONDS = 120.0         # the loss plot goes with each preview, and at least this often while steps come in
 NEW_MODEL = "new"            # the "start from" choice of no model: training from scratch
 HERE = ":here"               # the "show" choice of this studio's own run; ':' is never in a folder name
 DEMO_BUDGET = Budget(minutes=10)     # what "Train the demo" trains for: enough to see shapes appear
@@ -291,7 +292,7 @@ class TrainTab:
         """What the status line asks for every second (LIVE_STATUS_JS): the line itself, as HTML,
         and a fingerprint of the rest of the view that changes whenever poll has something new to
         send: another run or state, a preview, a KID measurement, or a new PLOT_SECONDS period of
-        training for the loss plot."""
+        training for the loss plot of a run that previews less often."""
         own, followed, snap = self._view(follow)
         now = _shown_now(own, snap)
         period = self._plot_period() if snap.state in (TRAINING, FOLLOWED) else None
@@ -352,14 +353,15 @@ class TrainTab:
         return int(self.clock() // PLOT_SECONDS)
 
     def _plot_due(self, shown: Shown, now: Shown, step: int) -> bool:
-        """At once for another run or state, or for a plot's first losses; else once per
-        PLOT_SECONDS period while new steps come in (the status line asks at the start of each),
-        so the browser redraws it a few times a minute, not every second."""
+        """At once for another run or state, or for a plot's first losses; else, while new steps
+        come in, with each preview (the page redraws the plot and the galleries together) and in
+        each new PLOT_SECONDS period (the status line asks at the start of each) for a run that
+        previews less often, so the browser redraws it a few times a minute, not every second."""
         if (now.run, now.state) != (shown.run, shown.state):
             return True
         if step == shown.plotted_step:
             return False
-        return shown.plotted_step == 0 or self._plot_period() != shown.plotted_period
+        return shown.plotted_step == 0 or now.previews != shown.previews or self._plot_period() != shown.plotted_period
 
 
 def _shown_now(own: Snapshot, snap: Snapshot) -> Shown:
