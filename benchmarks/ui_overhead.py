@@ -8,8 +8,9 @@ second in windows of the same run: no page open, then `--rounds` times over: Deb
 page; Chromium showing a gradio page of one line of text and no events, served as the studio
 serves its own (what any page costs); no page. Each page is compared with the two windows beside
 it, so that the run's own drift (its speed changes as it trains) is not taken for the page's cost.
-The run keeps the studio's cadence (a preview every 30 s) but writes no checkpoint, which would
-land in one window or another.
+The run keeps the studio's cadence (a preview a minute) but writes no checkpoint, which would
+land in one window or another. A page's window starts SETTLE_SECONDS after it is ready: what is
+measured is keeping a page open, not loading it (its first seconds compile and lay out the page).
 
 Each window is timed from the end of one training step to the end of another, so no part-step
 is counted. Beside the speed it gives the CPU each window used outside training, in cores: all of
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import ARGS, CHROMIUM, free_port  # noqa: E402  (the tests' Playwright helpers)
 
 WARM_UP_SECONDS = 20
+SETTLE_SECONDS = 15
 NO_PAGE, TRAIN_TAB, EMPTY_PAGE = "no page", "Train tab open", "empty gradio page"
 TICKS = os.sysconf("SC_CLK_TCK")
 LOOK = 0.05      # seconds between looks at the step count: a step takes over 100 ms on a CPU
@@ -240,6 +242,7 @@ def page_window(playwright, session, seconds: float, url: str, ready, name: str 
             page.goto(url)
             ready(page)
             browser.close()            # for a browser connected to, this lets go of it; it goes on
+            time.sleep(SETTLE_SECONDS)
             return window(session, name, seconds)
         finally:
             os.killpg(chromium.pid, signal.SIGTERM)      # Chromium and the processes it started

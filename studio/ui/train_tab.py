@@ -6,8 +6,8 @@ laptop's two cores whatever the page costs the browser and the server is taken f
 asks the server by itself, once a second, for the line and a fingerprint of the rest
 (LIVE_STATUS_JS, a plain request); only when the fingerprint changes does it fire the event that
 sends the rest: the plots, samples, time-lapse and buttons, each only when it changed for that
-browser tab. The loss plot, whose redraw is with the galleries' the page's dearest work, goes with
-each preview (one redraw of the page every half minute, not two), and the line stops asking while
+browser tab. The loss plot and the galleries are the page's dearest redraws, so the plot goes with
+each preview: one redraw of both a minute (session.STUDIO_CADENCE). The line stops asking while
 the Train tab is not on screen.
 
 The same view can follow any other run in the workspace instead, read from its folder as another
