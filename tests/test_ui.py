@@ -114,7 +114,7 @@ def test_ingest_options_that_clash_with_the_dataset_are_explained(workspace, ing
 # ---------------------------------------------------------------- train tab
 def test_a_tiny_run_trains_and_the_live_view_fills_then_rests(workspace, session, ingested):
     tab = TrainTab(workspace, session)
-    dataset, earlier, start_from, follow = tab.refresh(None)
+    dataset, earlier, start_from, follow, status = tab.refresh(None)
     assert dataset.value == ingested
     tab.start(**settings(ingested))
     wait_for(lambda: session.snapshot().state == FINISHED)
@@ -191,14 +191,17 @@ def test_choices_made_while_the_train_tab_refreshes_stay_made(workspace, session
     shutil.copytree(tiny_run_dir, workspace.run_dir("tiny"))
     (workspace.run_dir("tiny") / "log.jsonl").touch()    # so it can be followed too
     tab = TrainTab(workspace, session)
-    answer = tab.refresh(None, None, None, None)        # a first look: every dropdown gets a value
+    *answer, _ = tab.refresh(None, None, None, None)    # a first look: every dropdown gets a value
     assert [shown_after(update, None) for update in answer] == [ingested, None, NEW_MODEL, HERE]
     asked_with = (ingested, "tiny", "tiny", "tiny")     # as the tab opened; the artist may pick others since
-    assert all(shown_after(update, "picked since") == "picked since" for update in tab.refresh(*asked_with))
+    *answer, status = tab.refresh(*asked_with)
+    assert all(shown_after(update, "picked since") == "picked since" for update in answer)
     assert all("tiny" in dict(update.choices).values() for update in answer[1:])    # the lists are new all the same
+    assert isinstance(status, type(gr.skip()))          # the status line goes on following tiny
     shutil.rmtree(workspace.run_dir("tiny"))
-    dataset, earlier, start_from, follow = tab.refresh(*asked_with)
+    dataset, earlier, start_from, follow, status = tab.refresh(*asked_with)
     assert [shown_after(update, "tiny") for update in (earlier, start_from, follow)] == [None, NEW_MODEL, HERE]  # gone
+    assert status.props["run"] == HERE                  # and the status line asks for this studio's run again
 
 
 def test_the_status_line_asks_for_more_only_when_there_is_more_to_show(workspace):

@@ -188,7 +188,7 @@ class TrainTab:
         # not a queue's round trips, and no loading state on the components it updates.
         status.tick(self.poll, [seen, follow], view, api_name="train_poll", show_progress="hidden", queue=False)
         follow.input(self.show, follow, view, api_name="train_follow", show_progress="hidden")
-        tab.select(self.refresh, [dataset, start_from, follow, earlier], [dataset, earlier, start_from, follow],
+        tab.select(self.refresh, [dataset, start_from, follow, earlier], [dataset, earlier, start_from, follow, status],
                    api_name="train_tab")
 
     # ------------------------------------------------------------------ commands
@@ -196,7 +196,8 @@ class TrainTab:
                 earlier: str | None = None):
         """The dataset, model and run lists as they are on disk now; each choice made stays while
         it is still listed (keeping), else the newest dataset, a new model, this studio's own run
-        and no earlier run. The live view is left alone: the status line brings it up to date."""
+        and no earlier run. The live view is left alone, the status line brings it up to date; it
+        is only told to show this studio's own run when the one it followed is gone."""
         datasets = self.workspace.dataset_names()
         runs = [(f"{name} · step {run_step(self.workspace.run_dir(name))}", name)
                 for name in self.workspace.run_names(resumable=True)]
@@ -204,8 +205,10 @@ class TrainTab:
             (f"{name} · the demo model" if demo.is_demo(self.workspace.run_dir(name)) else name, name)
             for name in self.workspace.run_names()]
         shown = [self._here_choice()] + [(name, name) for name in self.workspace.logged_run_names()]
+        followed_gone = follow not in dict(shown).values()
         return (keeping([(name, name) for name in datasets], dataset, next(iter(datasets), None)),
-                keeping(runs, earlier, None), keeping(models, start_from, NEW_MODEL), keeping(shown, follow, HERE))
+                keeping(runs, earlier, None), keeping(models, start_from, NEW_MODEL), keeping(shown, follow, HERE),
+                gr.HTML(run=HERE) if followed_gone else gr.skip())
 
     @staticmethod
     def _new_model_choice() -> tuple[str, str]:
