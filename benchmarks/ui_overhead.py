@@ -10,7 +10,9 @@ serves its own (what any page costs); no page. Each page is compared with the tw
 it, so that the run's own drift (its speed changes as it trains) is not taken for the page's cost.
 The run keeps the studio's cadence (a preview a minute) but writes no checkpoint, which would
 land in one window or another. A page's window starts SETTLE_SECONDS after it is ready: what is
-measured is keeping a page open, not loading it (its first seconds compile and lay out the page).
+measured is keeping a page open, not loading it (its first seconds compile and lay out the page);
+and the next window starts once all of Chromium's processes have ended, which takes a second or
+more after the browser's own.
 
 Each window is timed from the end of one training step to the end of another, so no part-step
 is counted. Beside the speed it gives the CPU each window used outside training, in cores: all of
@@ -247,6 +249,21 @@ def page_window(playwright, session, seconds: float, url: str, ready, name: str 
         finally:
             os.killpg(chromium.pid, signal.SIGTERM)      # Chromium and the processes it started
             chromium.wait()
+            gone(chromium.pid)     # its other processes can take seconds to end, in the next window
+
+
+def gone(group: int, timeout: float = 60) -> None:
+    """Once no process of the process group `group` is left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_in_group(entry, group) for entry in Path("/proc").iterdir()):
+        time.sleep(0.1)
+
+
+def _in_group(entry: Path, group: int) -> bool:
+    try:
+        return entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == group
+    except OSError:          # it ended while being read
+        return False
 
 
 def connected(playwright, port: int, timeout: float = 60):
