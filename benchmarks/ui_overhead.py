@@ -67,9 +67,14 @@ def next_step(session, after: int) -> tuple[int, float]:
     return seen, time.monotonic()
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc stat file after the command's closing bracket: state, parent, group..."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(stat: Path) -> float:
-    """User and system time of a /proc stat file (the fields after the command's closing bracket)."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
+    """User and system time of a /proc stat file."""
+    fields = stat_fields(stat)
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
@@ -89,7 +94,7 @@ def chromium_seconds() -> dict[int, float]:
 def _descends_from_us(entry: Path) -> bool:
     pid = int(entry.name)
     while pid > 1:
-        pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        pid = int(stat_fields(Path("/proc") / str(pid) / "stat")[1])
         if pid == os.getpid():
             return True
     return False
@@ -261,7 +266,7 @@ def gone(group: int, timeout: float = 60) -> None:
 
 def _in_group(entry: Path, group: int) -> bool:
     try:
-        return entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == group
+        return entry.name.isdigit() and int(stat_fields(entry / "stat")[2]) == group
     except OSError:          # it ended while being read
         return False
 

@@ -48,8 +48,9 @@ DEMO_CONFIG = TrainConfig(resolution=64)   # and how: the default recipe, at the
 # The status line's own loop, run once by gradio in the page (`element`, `props`, `server` and
 # `trigger` are gr.HTML's): the line as the server has it now, every second while it is on screen,
 # and the `tick` event, which sends the rest of the view, whenever the rest's fingerprint changes
-# (so also as soon as the tab is shown again after something changed out of sight). The line is written straight into the element: setting props.value would also re-render the
-# component and fire its change event through gradio, every second, for one line of text.
+# (so also as soon as the tab is shown again after something changed out of sight). The line is
+# written straight into the element: setting props.value would also re-render the component and
+# fire its change event through gradio, every second, for one line of text.
 LIVE_STATUS_JS = """
 let fingerprint = null;
 const onScreen = () => !document.hidden && element.offsetParent !== null;
