@@ -32,7 +32,7 @@ from pathlib import Path
 
 from explore_latency import timed_move, wait_for_training
 from playwright.sync_api import expect, sync_playwright
-from ui_overhead import WARM_UP_SECONDS, window
+from ui_overhead import WARM_UP_SECONDS, images_per_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import ARGS, CHROMIUM, choose, free_port, select_sample, thumbnails, type_seed  # noqa: E402
@@ -164,19 +164,19 @@ def main() -> None:
             session.start(args.dataset.resolve(), workspace / "checkpoints" / "background", config, Budget())
             wait_for_training(session, FAILED)
             time.sleep(WARM_UP_SECONDS)
-            speeds = {"no page": window(session, args.seconds)}
+            speeds = {"no page": images_per_s(session, args.seconds)}
             ready, stop = threading.Barrier(args.sessions + 1), threading.Event()
             explorers = [Explorer(i, demo.local_url, run, ready, stop) for i in range(args.sessions)]
             for explorer in explorers:
                 explorer.start()
             ready.wait()                                          # every page open on the run
             steps_before = session.snapshot().latest.step
-            speeds[f"{args.sessions} sessions exploring"] = window(session, args.seconds)
+            speeds[f"{args.sessions} sessions exploring"] = images_per_s(session, args.seconds)
             steps_during = session.snapshot().latest.step - steps_before
             stop.set()
             for explorer in explorers:
                 explorer.join(timeout=TIMEOUT_MS / 1000)
-            speeds["no page again"] = window(session, args.seconds)
+            speeds["no page again"] = images_per_s(session, args.seconds)
             state = session.snapshot().state
         finally:
             session.stop()

@@ -1,24 +1,32 @@
-"""What watching costs: training speed with and without a browser tab open on the Train tab.
+"""What watching costs: training speed with a browser tab open on the Train tab, and without.
 
-    python benchmarks/ui_overhead.py DATASET_DIR [--res 64] [--seconds 60] [--rounds 2]
+    python benchmarks/ui_overhead.py DATASET_DIR [--res 64] [--seconds 240] [--rounds 2]
 
-Serves the studio on 127.0.0.1 and starts one training run in it, then measures images per
-second in windows of the same run: no page open, then `--rounds` times over: Debian's Chromium
-(headless, through Playwright) showing the Train tab as it polls, plots and shows samples; no
-page; Chromium showing a gradio page of one line of text and no events, served as the studio
-serves its own (what any page costs); no page. Each page is compared with the two windows beside
-it, so that the run's own drift (its speed changes as it trains) is not taken for the page's cost.
-The run keeps the studio's cadence (a preview a minute) but writes no checkpoint, which would
-land in one window or another. A page's window starts SETTLE_SECONDS after it is ready: what is
-measured is keeping a page open, not loading it (its first seconds compile and lay out the page);
-and the next window starts once all of Chromium's processes have ended, which takes a second or
-more after the browser's own.
+Serves the studio on 127.0.0.1 and starts one training run in it (the studio's cadence, a preview
+a minute, but no checkpoint, which would land in one state or the other). Then, `--rounds` times
+over, Debian's Chromium (headless, through Playwright) shows a page for `--seconds`: the Train tab
+as it asks for its line, plots and shows samples; then a gradio page of one line of text and no
+events, served as the studio serves its own by a second server that runs throughout (what any page
+costs). Playwright sets each page up and lets go of the browser (its driver answers for every
+request and frame of a page it holds, a cost that a person's browser does not have), and the page
+is measured from SETTLE_SECONDS after it is ready: keeping a page open, not loading it.
 
-Each window is timed from the end of one training step to the end of another, so no part-step
-is counted. Beside the speed it gives the CPU each window used outside training, in cores: all of
-Chromium's processes, and the studio's own threads other than the training thread and its
-OpenMP workers (the server, the poll). On two cores these compete with training; this says how
-much. The last line printed is JSON.
+While a page is shown, training's images/s are measured in slices of about SLICE_SECONDS, each
+from the end of one step to the end of another, that take turns: Chromium running, and Chromium
+stopped (SIGSTOP, all of its processes). A stopped browser takes no CPU and sends nothing, so for
+training it is no page at all; and stopping or waking it takes no time, so the two states take
+turns every few seconds. That is the point: on a shared machine training's own speed wanders by
+10% or more from one minute to the next, far more than what is measured, and windows minutes
+apart (with and without a browser) compared that wander more than the page. All of a page's work
+is done while it runs: a page woken up catches up on what it missed (its next look at the line,
+the redraw after a preview it did not see). The time training spends rendering its previews is
+left out of both states: one lands in a slice or another.
+
+Beside the speed it gives the CPU each state used outside training, in cores: all of Chromium's
+processes, and the studio's own threads other than the training thread and its OpenMP workers
+(the servers, this benchmark's looks); and how often a training thread was made to give its core
+to another (on two cores each such wake-up stalls both of training's threads, which wait for each
+other at every operation). The last line printed is JSON.
 """
 from __future__ import annotations
 
@@ -32,7 +40,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -40,31 +49,81 @@ from playwright.sync_api import sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import ARGS, CHROMIUM, free_port  # noqa: E402  (the tests' Playwright helpers)
 
-WARM_UP_SECONDS = 20
+WARM_UP_SECONDS = 120   # a new run's speed still rises for its first minutes
 SETTLE_SECONDS = 15
-NO_PAGE, TRAIN_TAB, EMPTY_PAGE = "no page", "Train tab open", "empty gradio page"
+SLICE_SECONDS = 8       # at least; a slice ends with a step, and a 64 px step takes about 4 s on 2 CPU cores
+TRAIN_TAB, EMPTY_PAGE = "Train tab", "empty gradio page"
+RUNNING, STOPPED = "running", "stopped"
 TICKS = os.sysconf("SC_CLK_TCK")
-LOOK = 0.05      # seconds between looks at the step count: a step takes over 100 ms on a CPU
+LOOK = 0.05      # seconds between looks at the run: a step takes over 100 ms on a CPU
+
+
+class Steps:
+    """The run's steps as they end, looked for every LOOK seconds, and how long its previews took:
+    a preview is rendered between two steps, from the end of the one before it until it is listed."""
+
+    def __init__(self, session):
+        self.session = session
+        self.images, self.previews = self._look()
+        self.last_end = time.monotonic()
+        self.previewing = 0.0
+
+    def _look(self) -> tuple[int, int]:
+        snap = self.session.snapshot()
+        return (snap.latest.images_seen if snap.latest else 0), len(snap.previews)
+
+    def next_end(self, not_before: float = 0.0) -> float:
+        """When the first step ends at `not_before` or later."""
+        while True:
+            time.sleep(LOOK)
+            images, previews = self._look()
+            now = time.monotonic()
+            if previews != self.previews:
+                self.previews = previews
+                self.previewing += now - self.last_end
+            if images != self.images:
+                self.images, self.last_end = images, now
+                if now >= not_before:
+                    return now
 
 
 @dataclass
-class Window:
-    name: str
-    images_per_s: float
-    chromium_cores: float
-    server_cores: float
+class Reading:
+    """What a slice is measured by, read as it begins and as it ends."""
+    time: float
+    images: int
+    previewing: float
+    chromium: dict[int, float]     # CPU seconds of each Chromium process
+    process: float                 # CPU seconds of this process
+    training: float                # of training's threads
+    preempted: int                 # times training's threads were made to give up their core
+
+    @classmethod
+    def now(cls, steps: Steps, at: float) -> Reading:
+        return cls(at, steps.images, steps.previewing, chromium_seconds(), sum(os.times()[:2]),
+                   training_seconds(steps.session), training_preempted(steps.session))
 
 
-def images_seen(session) -> int:
-    latest = session.snapshot().latest
-    return latest.images_seen if latest else 0
+@dataclass
+class State:
+    """Training while Chromium was running, or while it was stopped: the sums of its slices."""
+    images: int = 0
+    seconds: float = 0.0          # previews left out
+    chromium: float = 0.0
+    server: float = 0.0
+    preempted: int = 0
 
+    def add(self, begin: Reading, end: Reading) -> None:
+        self.images += end.images - begin.images
+        self.seconds += (end.time - begin.time) - (end.previewing - begin.previewing)
+        self.chromium += sum(now - begin.chromium.get(pid, 0.0) for pid, now in end.chromium.items())
+        self.server += (end.process - begin.process) - (end.training - begin.training)
+        self.preempted += end.preempted - begin.preempted
 
-def next_step(session, after: int) -> tuple[int, float]:
-    """The images seen once a step ends after `after` of them, and when (looked for every LOOK seconds)."""
-    while (seen := images_seen(session)) == after:
-        time.sleep(LOOK)
-    return seen, time.monotonic()
+    def summary(self) -> dict:
+        return {"images_per_s": self.images / self.seconds, "chromium_cores": self.chromium / self.seconds,
+                "server_cores": self.server / self.seconds, "preempted_per_s": self.preempted / self.seconds,
+                "seconds": self.seconds}
 
 
 def stat_fields(stat: Path) -> list[str]:
@@ -100,34 +159,61 @@ def _descends_from_us(entry: Path) -> bool:
     return False
 
 
-def training_seconds(session) -> float:
-    """CPU seconds of the training thread and of the threads Python did not start: its OpenMP
+def training_threads(session) -> list[Path]:
+    """/proc entries of the training thread and of the threads Python did not start: its OpenMP
     workers (those of an event's render end with the event: studio/ui/event_threads.py)."""
     python_threads = {thread.native_id for thread in threading.enumerate()} - {session._thread.native_id}
-    total = 0.0
-    for task in Path("/proc/self/task").iterdir():
-        if int(task.name) not in python_threads:
-            try:
-                total += cpu_seconds(task / "stat")
-            except OSError:
-                pass
-    return total
+    return [task for task in Path("/proc/self/task").iterdir() if int(task.name) not in python_threads]
 
 
-def window(session, name: str, seconds: float) -> Window:
-    """Images per second over about `seconds`, from the end of one step to the end of the last
-    step before the time is up, and the CPU used meanwhile outside training."""
-    first_images, first_time = next_step(session, images_seen(session))
-    chromium_before, process_before, training_before = chromium_seconds(), sum(os.times()[:2]), training_seconds(session)
-    last_images, last_time = first_images, first_time
-    while time.monotonic() < first_time + seconds:
-        time.sleep(LOOK)
-        if (seen := images_seen(session)) != last_images:
-            last_images, last_time = seen, time.monotonic()
-    elapsed = last_time - first_time
-    chromium = sum(now - chromium_before.get(pid, 0.0) for pid, now in chromium_seconds().items())
-    server = (sum(os.times()[:2]) - process_before) - (training_seconds(session) - training_before)
-    return Window(name, (last_images - first_images) / elapsed, chromium / elapsed, server / elapsed)
+def training_seconds(session) -> float:
+    return sum(_read_or_zero(cpu_seconds, task / "stat") for task in training_threads(session))
+
+
+def training_preempted(session) -> int:
+    return sum(_read_or_zero(preempted, task / "status") for task in training_threads(session))
+
+
+def preempted(status: Path) -> int:
+    return next(int(line.split()[1]) for line in status.read_text().splitlines()
+                if line.startswith("nonvoluntary_ctxt_switches"))
+
+
+def _read_or_zero(read, path: Path):
+    try:
+        return read(path)
+    except OSError:          # the thread ended while being read
+        return 0
+
+
+def images_per_s(session, seconds: float) -> float:
+    """Training's images/s over about `seconds`, from the end of one step to the end of another,
+    the time its previews took left out."""
+    steps = Steps(session)
+    begin = Reading.now(steps, steps.next_end())
+    end = Reading.now(steps, steps.next_end(begin.time + seconds))
+    state = State()
+    state.add(begin, end)
+    return state.summary()["images_per_s"]
+
+
+def running_and_stopped(session, chromium: int, seconds: float) -> dict[str, State]:
+    """Training over about `seconds` in slices that take turns: the process group `chromium`
+    running, then stopped."""
+    states = {RUNNING: State(), STOPPED: State()}
+    steps = Steps(session)
+    begin = Reading.now(steps, steps.next_end())
+    deadline = begin.time + seconds
+    state = RUNNING
+    try:
+        while begin.time < deadline:
+            os.killpg(chromium, signal.SIGCONT if state == RUNNING else signal.SIGSTOP)
+            end = Reading.now(steps, steps.next_end(begin.time + SLICE_SECONDS))
+            states[state].add(begin, end)
+            state, begin = (STOPPED if state == RUNNING else RUNNING), end
+    finally:
+        os.killpg(chromium, signal.SIGCONT)
+    return states
 
 
 def empty_page():
@@ -151,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--res", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=60, help="length of each measuring window")
+    parser.add_argument("--seconds", type=float, default=240, help="how long each page is measured")
     parser.add_argument("--rounds", type=int, default=2, help="how many times each page is shown")
     args = parser.parse_args()
 
@@ -166,56 +252,49 @@ def main() -> None:
         demo = build_app(Path(workspace), session)
         demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                     **launch_options(Path(workspace)))
+        empty = empty_page()
+        pages = [(TRAIN_TAB, demo.local_url, train_tab),
+                 (EMPTY_PAGE, empty.local_url, lambda page: page.locator("#empty").wait_for())]
         try:
             session.start(args.dataset.resolve(), Path(workspace) / "checkpoints" / "run",
                           TrainConfig(resolution=args.res), Budget())        # until stopped
-            while images_seen(session) == 0:
+            while session.snapshot().latest is None:
                 if session.snapshot().state == FAILED:
                     raise SystemExit(f"error: training failed: {session.snapshot().error}")
                 time.sleep(1)
             time.sleep(WARM_UP_SECONDS)
+            measured = []
             with sync_playwright() as playwright:
-                windows: list[Window] = []
-
-                def shown(measured: Window) -> None:
-                    windows.append(measured)
-                    print_window(len(windows), measured)
-
-                shown(window(session, NO_PAGE, args.seconds))
-                for _ in range(args.rounds):
-                    shown(page_window(playwright, session, args.seconds, demo.local_url, train_tab))
-                    shown(window(session, NO_PAGE, args.seconds))
-                    shown(empty_page_window(playwright, session, args.seconds))
-                    shown(window(session, NO_PAGE, args.seconds))
+                for round in range(1, args.rounds + 1):
+                    for name, url, ready in pages:
+                        with chromium_showing(playwright, url, ready) as chromium:
+                            states = running_and_stopped(session, chromium, args.seconds)
+                        measured.append({"page": name, "round": round,
+                                         **{state: tally.summary() for state, tally in states.items()}})
+                        print_measured(measured[-1])
         finally:
             session.stop()
             demo.close()
+            empty.close()
 
-    ratios = page_ratios(windows)
-    for page, values in ratios.items():
-        print(f"{page}: {', '.join(f'{value:.3f}x' for value in values)} the speed without "
+    ratios = {name: [m[RUNNING]["images_per_s"] / m[STOPPED]["images_per_s"] for m in measured if m["page"] == name]
+              for name, *_ in pages}
+    for name, values in ratios.items():
+        print(f"{name}: {', '.join(f'{value:.3f}x' for value in values)} the speed without "
               f"(mean {statistics.mean(values):.3f}x)")
     print(json.dumps({"dataset": str(args.dataset), "resolution": args.res, "seconds": args.seconds,
-                      "images_per_s": {f"{i} · {w.name}": w.images_per_s for i, w in enumerate(windows, 1)},
-                      "windows": [asdict(w) for w in windows],
+                      "measured": measured, "ratios": ratios,
                       "ratio_open_to_closed": statistics.mean(ratios[TRAIN_TAB]),
-                      "ratio_empty_page_to_closed": statistics.mean(ratios[EMPTY_PAGE]),
-                      "ratios": ratios}))
+                      "ratio_empty_page_to_closed": statistics.mean(ratios[EMPTY_PAGE])}))
 
 
-def page_ratios(windows: list[Window]) -> dict[str, list[float]]:
-    """Each page window's speed against the mean of the two no-page windows beside it: the run's
-    speed drifts as it trains."""
-    ratios = {TRAIN_TAB: [], EMPTY_PAGE: []}
-    for before, page, after in zip(windows, windows[1:], windows[2:]):
-        if page.name in ratios:
-            ratios[page.name].append(page.images_per_s / ((before.images_per_s + after.images_per_s) / 2))
-    return ratios
-
-
-def print_window(number: int, w: Window) -> None:
-    print(f"{number:2d} {w.name:>17}: {w.images_per_s:5.2f} images/s; outside training: Chromium "
-          f"{w.chromium_cores:.3f} cores, the studio's server {w.server_cores:.3f}", flush=True)
+def print_measured(m: dict) -> None:
+    for state in (RUNNING, STOPPED):
+        s = m[state]
+        print(f"{m['round']} · {m['page']:>17}, Chromium {state}: {s['images_per_s']:5.2f} images/s over "
+              f"{s['seconds']:.0f} s; outside training: Chromium {s['chromium_cores']:.3f} cores, the studio's "
+              f"server {s['server_cores']:.3f}; training preempted {s['preempted_per_s']:.0f} times/s", flush=True)
+    print(f"  {m['page']}: {m[RUNNING]['images_per_s'] / m[STOPPED]['images_per_s']:.3f}x", flush=True)
 
 
 def train_tab(page) -> None:
@@ -223,21 +302,10 @@ def train_tab(page) -> None:
     page.locator("#loss-plot canvas, #loss-plot svg").first.wait_for(timeout=120_000)
 
 
-def empty_page_window(playwright, session, seconds: float) -> Window:
-    """page_window on an empty page, its server running only for that window."""
-    empty = empty_page()
-    try:
-        return page_window(playwright, session, seconds, empty.local_url, lambda page: page.locator("#empty").wait_for(),
-                           EMPTY_PAGE)
-    finally:
-        empty.close()
-
-
-def page_window(playwright, session, seconds: float, url: str, ready, name: str = TRAIN_TAB) -> Window:
-    """A window while Chromium shows `url`, once `ready(page)` has returned. Playwright sets the
-    page up, then lets go of the browser before the window starts: its driver answers for every
-    request and frame of a page it holds, at a cost of its own that a person's browser does not
-    have."""
+@contextmanager
+def chromium_showing(playwright, url: str, ready):
+    """Chromium's process group, SETTLE_SECONDS after it shows `url` and `ready(page)` has
+    returned, with Playwright let go of it; all of its processes ended afterwards."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="studio_overhead_chromium_", ignore_cleanup_errors=True) as profile:
         chromium = subprocess.Popen([str(CHROMIUM), *ARGS, "--window-size=1400,1000", f"--user-data-dir={profile}",
@@ -250,11 +318,11 @@ def page_window(playwright, session, seconds: float, url: str, ready, name: str 
             ready(page)
             browser.close()            # for a browser connected to, this lets go of it; it goes on
             time.sleep(SETTLE_SECONDS)
-            return window(session, name, seconds)
+            yield chromium.pid
         finally:
             os.killpg(chromium.pid, signal.SIGTERM)      # Chromium and the processes it started
             chromium.wait()
-            gone(chromium.pid)     # its other processes can take seconds to end, in the next window
+            gone(chromium.pid)         # its other processes can take seconds to end
 
 
 def gone(group: int, timeout: float = 60) -> None:

@@ -167,9 +167,10 @@ class TrainTab:
                                            title="Losses and augmentation", show_label=False, visible=False,
                                            elem_id="loss-plot", scale=2)
                         # Points, not a line: measurements are minutes apart, and the first one alone
-                        # would draw nothing.
+                        # would draw nothing. "~g": a single point's axes would read "427.300000".
                         kid_plot = gr.ScatterPlot(None, x="step", y="KID x10^3", height=300, title="Quality (KID)",
                                                   y_title="KID x10³, lower is better", show_label=False,
+                                                  x_axis_format="~g", y_axis_format="~g",
                                                   visible=False, elem_id="kid-plot", scale=1)
                     timelapse = gr.Gallery(label="Time-lapse: the 64 preview seeds as training went on",
                                            columns=TIMELAPSE_SHOWN, elem_id="train-timelapse",
