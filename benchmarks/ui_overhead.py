@@ -265,11 +265,11 @@ def main() -> None:
             time.sleep(WARM_UP_SECONDS)
             measured = []
             with sync_playwright() as playwright:
-                for round in range(1, args.rounds + 1):
+                for number in range(1, args.rounds + 1):
                     for name, url, ready in pages:
                         with chromium_showing(playwright, url, ready) as chromium:
                             states = running_and_stopped(session, chromium, args.seconds)
-                        measured.append({"page": name, "round": round,
+                        measured.append({"page": name, "round": number,
                                          **{state: tally.summary() for state, tally in states.items()}})
                         print_measured(measured[-1])
         finally:
